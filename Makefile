@@ -1,0 +1,28 @@
+# make test      - the test suite (CPU, offline after the first install)
+# make ablation  - run studies/default.toml and write results/default/report.md
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STUDY  ?= studies/default.toml
+
+.PHONY: install test ablation report clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,stats]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(PY) -m pytest -q
+
+ablation: install
+	$(PY) -m harness run $(STUDY)
+
+report: install
+	$(PY) -m harness.report results/$(basename $(notdir $(STUDY)))
+
+clean:
+	rm -rf $(VENV) .pytest_cache

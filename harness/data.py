@@ -1,0 +1,128 @@
+"""Labels, the fixed validation/test split and the nested stratified training subsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.sources import read_source
+from harness.study import ALL, DataSpec
+
+
+@dataclass(frozen=True)
+class Dataset:
+    texts: list[str]
+    labels: np.ndarray  # (N,) int64 class index
+    class_names: list[str]
+    train_pool: np.ndarray  # row indices the training subsets are drawn from
+    val: np.ndarray  # fixed for every cell of the study
+    test: np.ndarray  # fixed for every cell of the study (may be empty)
+    dropped_empty: int  # rows dropped for an empty or whitespace-only text
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def subset(self, size: int | str, seed: int) -> np.ndarray:
+        """Training rows for ``size`` and ``seed``: stratified, and nested across sizes."""
+        order = nested_order(self.labels[self.train_pool], seed)
+        if size == ALL:
+            return self.train_pool[order]
+        if size > len(order):
+            raise HarnessError(
+                f"grid.data_sizes: {size} is larger than the training pool ({len(order)} rows after "
+                f"the validation and test split)")
+        return self.train_pool[order[:size]]
+
+
+def load_dataset(spec: DataSpec) -> Dataset:
+    frame = read_source(spec.source, spec.sha256)
+    if spec.max_rows:
+        frame = frame.iloc[: spec.max_rows]
+    where = f"data.source '{spec.source}'"
+    for key, column in (("text_column", spec.text_column), ("label_column", spec.label_column),
+                        ("group_column", spec.group_column)):
+        if column and column not in frame.columns:
+            raise HarnessError(f"{where}: data.{key} '{column}' is not a column "
+                               f"(columns: {', '.join(map(str, frame.columns))})")
+    texts = frame[spec.text_column]
+    keep = texts.notna() & texts.astype(str).str.strip().ne("")
+    dropped = int((~keep).sum())
+    frame = frame[keep].reset_index(drop=True)
+    if frame.empty:
+        raise HarnessError(f"{where}: column '{spec.text_column}' has no non-empty text")
+    labels, names = encode_labels(frame[spec.label_column], spec, where)
+    groups = frame[spec.group_column].astype(str).to_numpy() if spec.group_column else np.arange(len(frame))
+    train, val, test = split(labels, groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    return Dataset(frame[spec.text_column].astype(str).tolist(), labels, names, train, val, test, dropped)
+
+
+def encode_labels(column: pd.Series, spec: DataSpec, where: str) -> tuple[np.ndarray, list[str]]:
+    """Class indices: a score column cut by thresholds, or the label column's values as they are."""
+    name = f"label column '{column.name}'"
+    if column.isna().any():
+        raise HarnessError(f"{where}: {name} has {int(column.isna().sum())} missing values (row "
+                           f"{int(column.isna().to_numpy().argmax())})")
+    if spec.thresholds:
+        values = pd.to_numeric(column, errors="coerce")
+        if values.isna().any():
+            bad = column[values.isna()].iloc[0]
+            raise HarnessError(f"{where}: {name} must be numeric for data.thresholds, found {bad!r}")
+        # class = how many thresholds lie strictly below the value
+        labels = np.searchsorted(np.asarray(spec.thresholds), values.to_numpy(), side="left")
+        names = list(spec.class_names) or [f"class{i}" for i in range(len(spec.thresholds) + 1)]
+    else:
+        values = sorted(column.unique(), key=str)
+        lookup = {v: i for i, v in enumerate(values)}
+        labels = column.map(lookup).to_numpy()
+        names = list(spec.class_names) or [str(v) for v in values]
+        if spec.class_names and len(spec.class_names) != len(values):
+            raise HarnessError(f"{where}: data.class_names has {len(spec.class_names)} names but {name} "
+                               f"has {len(values)} values {values[:10]}")
+    present = np.bincount(labels, minlength=len(names))
+    if (present > 0).sum() < 2:
+        raise HarnessError(f"{where}: {name} has a single class; expected at least two")
+    return labels.astype(np.int64), names
+
+
+def split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, test_fraction: float,
+          seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stratified group split: whole groups go to one part; each label stratum is cut separately.
+
+    A group's stratum is its most common label; with one row per group this is an
+    exact stratified split. Written by hand: no installed library does a stratified
+    *group* split with three parts.
+    """
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"label": labels, "group": groups})
+    majority = frame.groupby("group", sort=True)["label"].agg(lambda s: s.mode().iloc[0])
+    sizes = frame.groupby("group", sort=True).size()
+    part = {}
+    for _, members in majority.groupby(majority):
+        names = members.index.to_numpy()[rng.permutation(len(members))]
+        counts = np.cumsum(sizes[names].to_numpy())
+        total = counts[-1]
+        for name, upto in zip(names, counts):
+            part[name] = 2 if upto <= round(test_fraction * total) else (
+                1 if upto <= round((test_fraction + val_fraction) * total) else 0)
+    where = frame["group"].map(part).to_numpy()
+    return tuple(np.flatnonzero(where == k) for k in (0, 1, 2))  # train, val, test
+
+
+def nested_order(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A permutation whose every prefix is stratified: the first n rows are the size-n subset.
+
+    Each row gets its rank within its class (random, by ``seed``) divided by the class
+    size; sorting by that fraction interleaves the classes in proportion, so a
+    prefix of any length holds each class at its share (within one row), and the
+    smaller subset is part of the larger one for the same seed.
+    """
+    rng = np.random.default_rng(seed)
+    position = np.empty(len(labels))
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        position[rows[rng.permutation(len(rows))]] = (np.arange(len(rows)) + rng.random()) / len(rows)
+    return np.lexsort((rng.random(len(labels)), position))

