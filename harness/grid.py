@@ -23,7 +23,7 @@ class Cell:
 def expand(study: Study) -> list[Cell]:
     """Cells in a fixed order: cheap ones (frozen, small, short) first so a report fills early."""
     grid = study.grid
-    frozen_first = sorted(grid.freeze, key=lambda f: -1 if f == "all" else -f)
+    frozen_first = sorted(grid.freeze, key=lambda f: float("-inf") if f == "all" else -f)
     sizes = sorted(grid.data_sizes, key=lambda n: float("inf") if n == "all" else n)
     return [
         Cell(data_size=n, epochs=e, freeze=f)
