@@ -44,10 +44,12 @@ class DataSpec:
     def check(self, key: str) -> str | None:
         if not self.source:
             return "source: expected a builtin:NAME, a file path or a URL"
-        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1):
-            return "val_fraction/test_fraction: expected fractions in (0, 1) and [0, 1)"
+        if not 0 < self.val_fraction < 1:
+            return "val_fraction: expected a fraction in (0, 1)"
+        if not 0 <= self.test_fraction < 1:
+            return "test_fraction: expected a fraction in [0, 1)"
         if self.val_fraction + self.test_fraction >= 0.9:
-            return "val_fraction + test_fraction: expected < 0.9 so that data is left to train on"
+            return "test_fraction: expected val_fraction + test_fraction < 0.9 so that data is left to train on"
         if list(self.thresholds) != sorted(self.thresholds):
             return "thresholds: expected increasing numbers"
         n_classes = len(self.thresholds) + 1
@@ -129,8 +131,10 @@ class SearchSpec:
             return "sampler: expected \"tpe\" or \"random\""
         if self.pruner not in ("median", "hyperband", "none"):
             return "pruner: expected \"median\", \"hyperband\" or \"none\""
-        if self.fixed_lr <= 0 or self.fixed_batch_size < 1:
-            return "fixed_lr/fixed_batch_size: expected lr > 0 and batch size >= 1"
+        if self.fixed_lr <= 0:
+            return "fixed_lr: expected a learning rate > 0"
+        if self.fixed_batch_size < 1:
+            return "fixed_batch_size: expected an integer >= 1"
         return None
 
 
@@ -153,10 +157,11 @@ class TrainSpec:
             return "schedule: expected \"linear\" or \"constant\""
         if not 0 <= self.warmup_ratio < 1:
             return "warmup_ratio: expected a fraction in [0, 1)"
-        if self.weight_decay < 0 or self.momentum < 0 or self.max_grad_norm < 0:
-            return "weight_decay/momentum/max_grad_norm: expected >= 0"
-        if self.patience < 1 or self.min_delta < 0:
-            return "patience/min_delta: expected patience >= 1 and min_delta >= 0"
+        for name in ("weight_decay", "momentum", "max_grad_norm", "min_delta"):
+            if getattr(self, name) < 0:
+                return f"{name}: expected >= 0"
+        if self.patience < 1:
+            return "patience: expected an integer >= 1"
         if self.metric not in ("val_accuracy", "val_f1", "val_loss"):
             return "metric: expected \"val_accuracy\", \"val_f1\" or \"val_loss\""
         return None

@@ -1,0 +1,80 @@
+"""Study files: every shipped file loads; bad keys, types and values fail naming file and key."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.study import load_study
+
+STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.toml"))
+
+MINIMAL = 'name = "t"\n'
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
+def test_every_shipped_study_loads(path):
+    study = load_study(path)
+    assert study.name == path.stem
+    assert path.read_text().startswith("# python -m harness run studies/" + path.name)
+
+
+def test_default_study_meets_the_design_card():
+    study = load_study(Path(__file__).parents[1] / "studies/default.toml")
+    assert len(study.grid.data_sizes) >= 3 and len(study.grid.epochs) >= 2
+    assert "all" in study.grid.freeze and 0 in study.grid.freeze and len(study.grid.freeze) >= 3
+    assert len(study.seeds.evaluate) >= 3 and study.search.trials >= 4
+
+
+def test_defaults_follow_the_mlu_review_schema(tmp_path):
+    study = load_study(write(tmp_path, MINIMAL))
+    assert (study.data.text_column, study.data.label_column) == ("reviewText", "isPositive")
+    assert study.model.name == "builtin:all-MiniLM-L6-v2"
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[grid]\nepochz = [1]\n', "grid.epochz"),
+    ('[grid]\nepochs = [-1]\n', "grid.epochs"),
+    ('[grid]\nepochs = 3\n', "grid.epochs"),
+    ('[grid]\nfreeze = ["most"]\n', "grid.freeze"),
+    ('[grid]\ndata_sizes = [0]\n', "grid.data_sizes"),
+    ('[search]\nlr = [0.0, 0.1]\n', "search.lr"),
+    ('[search]\nlr = [1e-3, 1e-4]\n', "search.lr"),
+    ('[search]\nsampler = "grid"\n', "search.sampler"),
+    ('[search]\ntrials = "four"\n', "search.trials"),
+    ('[train]\noptimizer = "adam"\n', "train.optimizer"),
+    ('[train]\npatience = 0\n', "train.patience"),
+    ('[data]\nval_fraction = 1.5\n', "data.val_fraction"),
+    ('[data]\nthresholds = [1.0, 0.0]\n', "data.thresholds"),
+    ('[model]\nmax_length = 2\n', "model.max_length"),
+    ('[seeds]\nevaluate = []\n', "seeds.evaluate"),
+    ('colour = "red"\n', "colour"),
+    ('[grid]\nepochs = [true]\n', "grid.epochs"),
+])
+def test_bad_study_names_file_and_key(tmp_path, text, key):
+    path = write(tmp_path, MINIMAL + text)
+    with pytest.raises(HarnessError) as err:
+        load_study(path)
+    message = str(err.value)
+    assert str(path) in message and f"key '{key}'" in message and "\n" not in message
+
+
+def test_overrides_are_typed_and_validated(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    study = load_study(path, ["search.trials=7", "grid.freeze=[\"all\", 2]", "model.name=distilbert-base-uncased"])
+    assert study.search.trials == 7 and study.grid.freeze == ("all", 2)
+    assert study.model.name == "distilbert-base-uncased"
+    with pytest.raises(HarnessError, match="search.trials"):
+        load_study(path, ["search.trials=-1"])
+
+
+def test_fingerprint_changes_with_the_study(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    assert load_study(path).fingerprint() == load_study(path).fingerprint()
+    assert load_study(path).fingerprint() != load_study(path, ["search.trials=2"]).fingerprint()
