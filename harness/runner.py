@@ -22,7 +22,7 @@ from harness.display import Display
 from harness.grid import Cell, expand
 from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier, resolve_depth, tokenize, \
     top_of
-from harness.store import Store, check_owner, read_records, record_key, write_manifest
+from harness.store import Store, check_owner, read_records, record_key, write_atomic, write_manifest
 from harness.study import Study
 from harness.train import Inputs, RunOutput, train_run
 
@@ -61,8 +61,11 @@ class Context:
             wanted = sorted({d for d in self.depths.values() if d > 0})
             self.display.log(f"frozen-prefix cache: one forward pass over {len(self.rows_needed())} texts "
                              f"for depths {wanted}")
-            model = load_classifier(self.study.model.name, self.dataset.n_classes, 0)
-            states = frozen_prefix(model, self.encodings, self.rows_needed(), wanted, self.device)
+            # loading reseeds torch: fork, so that the run which happens to come first in this
+            # process (it differs after a resume) trains with the random state it would otherwise have
+            with torch.random.fork_rng():
+                model = load_classifier(self.study.model.name, self.dataset.n_classes, 0)
+                states = frozen_prefix(model, self.encodings, self.rows_needed(), wanted, self.device)
             for d in wanted:
                 self._inputs[d] = Inputs(self.encodings, states[d], self.device)
         return self._inputs[depth]
@@ -103,7 +106,7 @@ def write_splits(results: Path, dataset: Dataset) -> None:
               "val_labels": "".join(map(str, dataset.labels[dataset.val])),
               "test_labels": "".join(map(str, dataset.labels[dataset.test])),
               "dropped_empty": dataset.dropped_empty}
-    path.write_text(json.dumps(splits))
+    write_atomic(path, json.dumps(splits))  # a torn file would be kept: it exists
 
 
 def run_study(study: Study, study_file: str, results: Path, display: Display) -> list[dict]:
@@ -143,7 +146,7 @@ def tune_cell(ctx: Context, cell: Cell) -> dict:
     optuna_study = tuning.open_study(storage, cell.id, search, study.train, cell.epochs, study.seeds.tune[0])
     tuning.recover(optuna_study, recorded)
     while tuning.n_finished(optuna_study) < search.trials and tuning.n_failed(optuna_study) < search.trials:
-        trial = optuna_study.ask()
+        trial = tuning.ask(optuna_study, search, study.seeds.tune[0])  # same draws after a resume
         params = tuning.suggest(trial, search)
         on_epoch = tuning.pruning_callback(trial, study.train.metric)
         outcomes = []
@@ -165,7 +168,7 @@ def tune_cell(ctx: Context, cell: Cell) -> dict:
     if not completed:
         ctx.display.log(f"{cell.id}: no tuning trial completed; using the fixed lr and batch size")
         return {"lr": search.fixed_lr, "batch_size": search.fixed_batch_size}
-    return dict(optuna_study.best_params)
+    return tuning.best_params(optuna_study)
 
 
 def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epoch=None) -> dict:

@@ -111,8 +111,16 @@ def write_manifest(directory: Path, study: dict, fingerprint: str, study_file: s
         "device": device, "created": old.get("created", now), "sessions": sessions,
     }
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` whole or not at all: a crash leaves the old file or the new one, never half."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)
 
 

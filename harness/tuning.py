@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import optuna
 
 from harness.study import SearchSpec, TrainSpec
@@ -15,15 +16,12 @@ from harness.study import SearchSpec, TrainSpec
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+INTERRUPTED = "interrupted_trials"  # study user attribute
 
 
 def open_study(storage: str, name: str, search: SearchSpec, train: TrainSpec, max_epochs: int,
                seed: int) -> optuna.Study:
-    if search.sampler == "random":
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-    else:
-        # TPE's default 10 random start-up trials would swallow a small budget whole
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(1, search.trials // 2))
+    sampler = make_sampler(search, seed, 0)
     if search.pruner == "median":
         # default n_startup_trials=5 would never prune a 4-trial cell
         pruner = optuna.pruners.MedianPruner(n_startup_trials=max(1, search.trials // 2), n_warmup_steps=1)
@@ -34,6 +32,29 @@ def open_study(storage: str, name: str, search: SearchSpec, train: TrainSpec, ma
     direction = "minimize" if train.metric == "val_loss" else "maximize"
     return optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
                                direction=direction, load_if_exists=True)
+
+
+def make_sampler(search: SearchSpec, seed: int, draw: int) -> optuna.samplers.BaseSampler:
+    """The sampler for the ``draw``-th drawn trial, seeded from (seed, draw)."""
+    draw_seed = int(np.random.SeedSequence([seed, draw]).generate_state(1)[0])
+    if search.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=draw_seed)
+    # TPE's default 10 random start-up trials would swallow a small budget whole
+    return optuna.samplers.TPESampler(seed=draw_seed, n_startup_trials=max(1, search.trials // 2))
+
+
+def ask(study: optuna.Study, search: SearchSpec, seed: int) -> optuna.Trial:
+    """The next trial: a queued retry, or new parameters from a sampler seeded for this draw.
+
+    Optuna keeps a sampler's random state in memory only, so a process that resumes
+    a study would draw other parameters than an uninterrupted one. A sampler seeded
+    afresh for each draw, from (seed, number of earlier draws), makes the k-th drawn
+    trial the same either way; the history it conditions on (finished trials) is the
+    same too, because an interrupted trial is failed and its retry is queued, not drawn.
+    """
+    draws = sum(1 for t in study.get_trials(deepcopy=False) if t.params and "retry_of" not in t.user_attrs)
+    study.sampler = make_sampler(search, seed, draws)
+    return study.ask()
 
 
 def suggest(trial: optuna.Trial, search: SearchSpec) -> dict:
@@ -48,14 +69,33 @@ def recover(study: optuna.Study, recorded: dict[int, dict]) -> None:
     not is failed and its parameters queued again, once: the retry is marked
     ``retry_of`` and a retry that is itself interrupted is not queued a second time.
     """
+    retried = {t.user_attrs.get("retry_of") for t in study.get_trials(deepcopy=False)}
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         record = recorded.get(trial.number)
         if record is not None:
             settle(study, trial.number, record)
             continue
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        if "retry_of" not in trial.user_attrs and trial.params:
+        # each step is safe to repeat, in this order, if the process is killed again in between
+        study.set_user_attr(INTERRUPTED, sorted(set(interrupted(study)) | {trial.number}))
+        if "retry_of" not in trial.user_attrs and trial.params and trial.number not in retried:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
+def interrupted(study: optuna.Study) -> list[int]:
+    """Numbers of the trials failed because their process died, not because training failed."""
+    return study.user_attrs.get(INTERRUPTED, [])
+
+
+def best_params(study: optuna.Study) -> dict:
+    """Parameters of the best complete trial, the earliest among equals.
+
+    Optuna's SQL query leaves ties (common with accuracy on a small validation set)
+    in no stated order; trial order is the same in an interrupted and resumed study.
+    """
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return dict(min(trials, key=lambda t: (sign * t.value, t.number)).params)
 
 
 def settle(study: optuna.Study, number: int, record: dict) -> None:
@@ -74,7 +114,9 @@ def n_finished(study: optuna.Study) -> int:
 
 
 def n_failed(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+    """Trials whose training failed; trials cut short by a killed process do not count."""
+    failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
+    return len({t.number for t in failed} - set(interrupted(study)))
 
 
 def pruning_callback(trial: optuna.Trial, metric: str) -> Callable[[int, dict], bool]:

@@ -1,0 +1,235 @@
+"""Crash and resume: a killed study, rerun with the same command, ends as if never killed.
+
+The end-to-end test kills ``studies/smoke.toml`` with SIGKILL at random moments
+(seeded), resumes it, and compares the store with an uninterrupted run; the
+smaller tests pin the pieces it relies on: torn-tail repair of the store,
+Optuna's recovery of interrupted trials, and parameter draws that do not
+depend on where the process was killed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from harness import tuning
+from harness.store import Store, read_records, record_key
+from harness.study import SearchSpec, TrainSpec
+
+ROOT = Path(__file__).parents[1]
+SMOKE = ROOT / "studies" / "smoke.toml"
+RECORD = {"cell": "c", "role": "eval", "seed": 1, "trial": None, "status": "ok"}
+
+
+# --- the store ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("torn", [b'{"cell": "c", "ro', b"{", b'{"cell": "c"}'], ids=["mid-key", "one-byte", "no-newline"])
+def test_a_torn_last_line_is_ignored_then_cut_before_the_next_append(tmp_path, torn):
+    store = Store(tmp_path)
+    store.append(RECORD)
+    with open(store.path, "ab") as handle:
+        handle.write(torn)  # a crash in the middle of the second append
+    assert read_records(tmp_path) == [RECORD]
+    store.append(RECORD | {"seed": 2})
+    assert read_records(tmp_path) == [RECORD, RECORD | {"seed": 2}]
+    assert store.path.read_bytes().count(b"\n") == 2
+
+
+def test_done_keys_name_the_cell_role_and_seed_or_trial(tmp_path):
+    store = Store(tmp_path)
+    store.append(RECORD)
+    store.append(RECORD | {"role": "tune", "seed": 0, "trial": 3})
+    assert store.done() == {("c", "eval", 1), ("c", "tune", 3)}
+
+
+# --- Optuna: interrupted trials and parameter draws ------------------------------------------
+
+SEARCHES = {name: SearchSpec(trials=4, lr=(1e-5, 1e-2), batch_size=(8, 16, 32), sampler=name)
+            for name in ("tpe", "random")}
+SEARCH = SEARCHES["tpe"]
+
+
+def objective(params: dict) -> float:
+    """A made-up validation score with ties: batch sizes 8 and 16 score alike."""
+    return round(-(math.log10(params["lr"]) + 3.5) ** 2, 1) + (params["batch_size"] == 32) * 0.05
+
+
+def open_study(path: Path, search: SearchSpec = SEARCH) -> optuna.Study:
+    return tuning.open_study(f"sqlite:///{path}", "cell", search, TrainSpec(), max_epochs=3, seed=7)
+
+
+def tune(study: optuna.Study, search: SearchSpec, stop_at: int | None = None) -> None:
+    """The runner's tuning loop; trial ``stop_at`` is left RUNNING, as a kill would leave it."""
+    while tuning.n_finished(study) < search.trials and tuning.n_failed(study) < search.trials:
+        trial = tuning.ask(study, search, 0)
+        params = tuning.suggest(trial, search)
+        if trial.number == stop_at:
+            return
+        study.tell(trial.number, objective(params))
+
+
+def complete_params(study: optuna.Study) -> list[tuple]:
+    states = (optuna.trial.TrialState.COMPLETE,)
+    return [(t.params["lr"], t.params["batch_size"]) for t in study.get_trials(states=states)]
+
+
+@pytest.mark.parametrize("sampler", SEARCHES)
+@pytest.mark.parametrize("kills", [[0], [2], [1, 3], [0, 1]], ids=["first", "third", "two", "retry-killed"])
+def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path, sampler, kills):
+    search = SEARCHES[sampler]
+    reference = open_study(tmp_path / "reference.db", search)
+    tune(reference, search)
+    path = tmp_path / "resumed.db"
+    for number in kills:  # each "process" dies while trial `number` runs; a fresh one resumes
+        study = open_study(path, search)
+        tuning.recover(study, {})
+        tune(study, search, stop_at=number)
+    study = open_study(path, search)
+    tuning.recover(study, {})
+    tune(study, search)
+    expected, got = complete_params(reference), complete_params(study)
+    assert tuning.interrupted(study) == kills
+    assert tuning.n_failed(study) == 0  # interruptions are not training failures
+    if kills == [0, 1]:
+        # trial 0 and then its retry were killed: its parameters are given up and the draws go on
+        # (TPE's later draws see another history, so only the next draw is the reference's)
+        assert got[0] == expected[1] and len(got) == search.trials
+        return
+    assert got == expected
+    assert tuning.best_params(study) == tuning.best_params(reference)
+    assert [t.user_attrs["retry_of"] for t in study.trials if "retry_of" in t.user_attrs] == kills
+
+
+def record(status: str, objective_value: float | None = None) -> dict:
+    return {"status": status, "objective": objective_value}
+
+
+@pytest.mark.parametrize("stored, state, requeued", [
+    (None, optuna.trial.TrialState.FAIL, True),  # killed mid-trial: failed, and retried once
+    (record("ok", 0.7), optuna.trial.TrialState.COMPLETE, False),  # killed between store and tell
+    (record("collapsed", 0.5), optuna.trial.TrialState.COMPLETE, False),
+    (record("pruned"), optuna.trial.TrialState.PRUNED, False),
+    (record("diverged"), optuna.trial.TrialState.FAIL, False),
+    (record("failed"), optuna.trial.TrialState.FAIL, False),
+])
+def test_recover_settles_a_trial_left_running(tmp_path, stored, state, requeued):
+    study = open_study(tmp_path / "o.db")
+    trial = study.ask()
+    params = tuning.suggest(trial, SEARCH)
+    tuning.recover(study, {} if stored is None else {trial.number: stored})
+    assert study.trials[0].state == state
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [(t.user_attrs, t.system_attrs["fixed_params"]) for t in waiting] == (
+        [({"retry_of": 0}, params)] if requeued else [])
+    if stored is not None and state == optuna.trial.TrialState.COMPLETE:
+        assert study.trials[0].value == stored["objective"]
+
+
+def test_an_interrupted_retry_is_not_retried_again(tmp_path):
+    study = open_study(tmp_path / "o.db")
+    tuning.suggest(study.ask(), SEARCH)
+    tuning.recover(study, {})
+    retry = study.ask()  # the queued retry, killed in turn
+    tuning.suggest(retry, SEARCH)
+    assert retry.user_attrs == {"retry_of": 0}
+    tuning.recover(study, {})
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert tuning.interrupted(study) == [0, 1]
+
+
+def test_recover_repeated_after_a_kill_inside_it_queues_one_retry(tmp_path):
+    study = open_study(tmp_path / "o.db")
+    trial = study.ask()
+    params = tuning.suggest(trial, SEARCH)
+    study.enqueue_trial(params, user_attrs={"retry_of": 0})  # recover got this far, then died
+    tuning.recover(study, {})
+    assert len(study.get_trials(states=(optuna.trial.TrialState.WAITING,))) == 1
+
+
+# --- end to end: SIGKILL at random moments ---------------------------------------------------
+
+KILLS = 4
+RESUME_SEED = 2024  # seeds the kill moments
+
+
+def command(results: Path) -> list[str]:
+    return [sys.executable, "-m", "harness", "run", str(SMOKE), "--results", str(results), "--quiet",
+            "--no-report"]
+
+
+def env() -> dict:
+    return os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+
+
+def wait_for_session(results: Path, sessions: int, proc: subprocess.Popen, timeout: float = 300) -> bool:
+    """Wait until the process has written its manifest session (loading is done); False if it ended."""
+    deadline = time.monotonic() + timeout
+    manifest = results / "manifest.json"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            if len(json.loads(manifest.read_text())["sessions"]) >= sessions:
+                return True
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError("the study did not start within the timeout")
+
+
+def eval_records(results: Path) -> dict[tuple, dict]:
+    evals = [r for r in read_records(results) if r["role"] == "eval"]
+    keys = [record_key(r) for r in evals]
+    assert len(keys) == len(set(keys)), f"an evaluation run was recorded twice: {keys}"
+    return {k: r for k, r in zip(keys, evals)}
+
+
+@pytest.mark.slow
+def test_a_study_killed_at_random_moments_resumes_to_the_uninterrupted_result(tmp_path):
+    reference = tmp_path / "reference"
+    subprocess.run(command(reference), env=env(), check=True, capture_output=True, timeout=600)
+    expected = eval_records(reference)
+
+    rng = random.Random(RESUME_SEED)
+    resumed = tmp_path / "resumed"
+    kills, sessions, lines_at_kill = 0, 0, []
+    while kills < KILLS:
+        proc = subprocess.Popen(command(resumed), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        sessions += 1
+        started = wait_for_session(resumed, sessions, proc)
+        try:
+            # training the smoke grid takes ~20 s after loading; some kills land in the frozen-prefix pass
+            proc.wait(timeout=rng.uniform(0.5, 6.0) if started else 0)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+            lines_at_kill.append(len(read_records(resumed)))
+        proc.wait()
+        proc.stderr.close()
+        assert proc.returncode in (0, -signal.SIGKILL)
+        if proc.returncode == 0:
+            break  # finished before the kill: nothing left to resume
+    assert kills >= 3, f"only {kills} kills landed before the study finished: {lines_at_kill}"
+    final = subprocess.run(command(resumed), env=env(), capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stderr
+
+    got = eval_records(resumed)
+    assert got.keys() == expected.keys()
+    for key, want in expected.items():
+        assert (got[key]["status"], got[key]["params"], got[key]["test"]) == \
+            (want["status"], want["params"], want["test"]), key
+    tune = [r for r in read_records(resumed) if r["role"] == "tune"]
+    assert len({record_key(r) for r in tune}) == len(tune), "a tuning trial was recorded twice"
+    assert all(r["retry_of"] is None or r["retry_of"] < r["trial"] for r in tune)
+    print(f"records when killed: {lines_at_kill}; retried trials: "
+          f"{[(r['cell'], r['trial'], r['retry_of']) for r in tune if r['retry_of'] is not None]}")
