@@ -155,7 +155,8 @@ def summary_rows(results: Path) -> list[dict]:
     """The end-of-run table for the rich display: display strings per cell."""
     stored = read_stored(Path(results))
     table = summary_table(eval_frame(stored), stored)
-    return [{"cell": r.cell, "seeds": f"{r.seeds}/{r.runs}", "accuracy": f"{_f(r.accuracy_mean)} ± {_f(r.accuracy_sd)}",
+    return [{"cell": r.cell, "seeds": f"{r.seeds}/{r.runs}",
+             "accuracy": f"{_f(r.accuracy_mean)} ± {_f(r.accuracy_sd)}",
              "f1": f"{_f(r.f1_mean)} ± {_f(r.f1_sd)}", "best_epoch": _f(r.best_epoch, "g"),
              "lr": _f(r.lr, ".1e"), "batch_size": str(r.batch_size)} for r in table.itertuples()]
 
@@ -423,18 +424,25 @@ def section_overfitting(t: Tables) -> list[str]:
               "Training accuracy is a running figure over each epoch with dropout on. Excluded runs are "
               "counted per cell and kept out of the medians and means.", ""]
     rows = [[label(r.cell), str(r.runs), _excluded(r), _f(r.peak_epoch, "g"), _f(r.min_loss_epoch, "g"),
-             _signed(r.drop), f"{r.real_drops}", _signed(r.last_acc_gap)] for r in cells.itertuples()]
+             _signed(r.drop), f"{r.real_drops}", _gap_by_epoch(t.curves, r.cell)] for r in cells.itertuples()]
     lines += md_table(["cell", "runs", "excluded", "peak val-acc epoch (median)", "min val-loss epoch (median)",
-                       "peak − last (mean)", "real drops", "train − val acc at last epoch"], rows)
+                       "peak − last (mean)", "real drops", "train − val acc by epoch (mean)"], rows)
     lines += ["### Per run", ""]
     ok = diag[diag["flag"].isna() & diag["peak_epoch"].notna()]
     rows = [[label(r.cell), str(r.seed), _f(r.peak_epoch, "g"), _f(r.min_loss_epoch, "g"), _f(r.best_epoch, "g"),
-             _f(r.last_epoch, "g"), f"{_f(r.peak_acc)} → {_f(r.last_acc)}", f"{_signed(r.drop)} ({r.drop_examples:+d})",
-             _p(r.mcnemar_p), r.verdict] for r in ok.itertuples()]
+             _f(r.last_epoch, "g"), f"{_f(r.peak_acc)} → {_f(r.last_acc)}",
+             f"{_signed(r.drop)} ({int(r.drop_examples):+d})", _p(r.mcnemar_p), r.verdict] for r in ok.itertuples()]
     lines += md_table(["cell", "seed", "peak epoch", "min-loss epoch", "restored", "last", "val acc peak → last",
                        "drop (examples)", "McNemar p", "verdict"], rows)
     lines += _replay_lines(t, cells)
     return lines
+
+
+def _gap_by_epoch(curves: pd.DataFrame, cell: str) -> str:
+    if curves.empty or cell not in set(curves["cell"]):
+        return "n/a"
+    gap = curves[curves["cell"] == cell].groupby("epoch")["acc_gap"].mean()
+    return " / ".join(f"{g:+.2f}" for g in gap)
 
 
 def _excluded(r) -> str:
@@ -561,8 +569,10 @@ def section_tuning(t: Tables) -> list[str]:
         said = ", ".join(f"{counts[k]} {k}" for k in sorted(counts.index))
         e1, en = (top.loc[r.cell, "first"], top.loc[r.cell, "last"]) if r.cell in top.index else (math.nan,) * 2
         rows.append([r.label, f"{len(g)} ({said})", _f(e1), _f(en), _f(r.lr, ".2e"), str(r.batch_size)])
-    return lines + md_table(["cell", "trials", "expected best of 1", "best of all", "chosen lr", "chosen batch"],
-                            rows)
+    lines += md_table(["cell", "trials", "expected best of 1", "best of all", "chosen lr", "chosen batch"], rows)
+    return lines + ["The expected best of k trials (Dodge et al. 2019) treats the completed trials as draws from "
+                    "one distribution; pruned and failed trials have no objective and are left out, and TPE's "
+                    "later trials depend on earlier ones, so read it as an approximation.", ""]
 
 
 def section_provenance(t: Tables) -> list[str]:

@@ -217,7 +217,8 @@ def compare_pair(a: Sequence[float], b: Sequence[float], a_correct: np.ndarray |
            "dz": math.nan, "power": math.nan}
     if n >= 2:
         row |= {"test": "paired t", "p": paired_t(a, b)[1], "dz": cohens_dz(a, b)}
-        row["power"] = paired_t_power(row["dz"], n, alpha)
+        # identical results on every seed: no spread, so any difference would have been seen
+        row["power"] = 1.0 if np.all(b - a == 0) else paired_t_power(row["dz"], n, alpha)
         if wilcoxon_min_p(n) <= alpha:
             row["wilcoxon_p"] = wilcoxon_p(a, b)
     elif n == 1 and a_correct is not None and b_correct is not None:
@@ -235,6 +236,6 @@ def verdict(row: dict, alpha: float = ALPHA, power: float = POWER) -> str:
     single = " (single models)" if row["test"] == "McNemar" else ""
     if p < alpha:
         return ("better" if diff > 0 else "worse") + single
-    if n >= 2 and diff != 0 and not row["power"] >= power:
+    if n >= 2 and not row["power"] >= power:
         return f"too few seeds ({n}) for power"
     return "no detectable difference" + single

@@ -160,3 +160,10 @@ def test_aso_without_deepsig(monkeypatch):
     monkeypatch.setitem(sys.modules, "deepsig", None)  # import deepsig now raises ImportError
     assert not stats.aso_available()
     assert math.isnan(stats.aso_eps([1, 2, 3, 4, 5], [0, 1, 2, 3, 4]))
+
+
+def test_identical_seeds_are_no_difference_and_zero_mean_is_underpowered():
+    same = stats.compare_pair([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
+    assert same["power"] == 1.0 and stats.verdict(same | {"p_holm": same["p"]}) == "no detectable difference"
+    cancel = stats.compare_pair([0.57, 0.53], [0.56, 0.54])  # +0.01 and -0.01: mean 0 from two seeds
+    assert stats.verdict(cancel | {"p_holm": cancel["p"]}) == "too few seeds (2) for power"
