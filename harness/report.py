@@ -115,7 +115,7 @@ def _scores(record: dict, src: str, labels: str, binary: bool) -> dict:
         val = record.get("val") or {}
         if val.get("accuracy") is None:
             return out
-        best = next((h for h in record["history"] if h["epoch"] == record.get("best_epoch")), {})
+        best = next((h for h in record.get("history") or [] if h["epoch"] == record.get("best_epoch")), {})
         out |= {"accuracy": val["accuracy"], "f1": val.get("f1", math.nan), "n": record.get("val_size") or 0}
         if best.get("val_correct"):
             out["correct"] = stats.bits(best["val_correct"])
@@ -234,7 +234,7 @@ def curves(stored: Stored, role: str = "eval") -> pd.DataFrame:
     flagged = {(r["cell"], r["seed"]) for r in stored.records if r["role"] == role and diagnostics.degenerate(r)}
     rows = [{"cell": r["cell"], "label": label(r["cell"]), "seed": r["seed"], **h, **g}
             for r in stored.records if r["role"] == role and (r["cell"], r["seed"]) not in flagged
-            for h, g in zip(diagnostics.validated(r["history"]), diagnostics.gaps(r["history"]))]
+            for h, g in zip(diagnostics.validated(r.get("history") or []), diagnostics.gaps(r.get("history") or []))]
     return pd.DataFrame(rows).drop(columns=["val_correct"], errors="ignore")
 
 
@@ -320,19 +320,28 @@ def section_answers(t: Tables) -> list[str]:
     for axis, question in questions.items():
         rows = t.significance[t.significance["axis"] == axis] if not t.significance.empty else pd.DataFrame()
         if rows.empty:
-            lines.append(f"- **{question}** Not tested: the grid has one level of {axis}.")
+            lines.append(f"- **{question}** Not tested: the stored runs cover one level of {axis}.")
             continue
-        counts = rows["verdict"].str.replace(r" \(.*\)$|\s*\(\d+\).*$", "", regex=True).value_counts()
-        said = "; ".join(f"{v} in {counts[v]}" for v in sorted(counts.index))
-        lines.append(f"- **{question}** {len(rows)} comparison(s) of adjacent levels, other axes fixed: {said}. "
-                     f"Mean change {_signed(rows['diff'].mean())} {t.src} accuracy.")
+        counts = rows["verdict"].map(_category).value_counts()
+        said = ", ".join(f"{c} in {counts[c]}" for c in VERDICTS if c in counts)
+        single = int((rows["test"] == "McNemar").sum())
+        single = f" ({single} on single models by McNemar)" if single else ""
+        lines.append(f"- **{question}** {len(rows)} comparison(s) of adjacent levels, other axes fixed: {said}"
+                     f"{single}. Mean change {_signed(rows['diff'].mean())} {t.src} accuracy.")
     late = t.runs_diag[(t.runs_diag["role"] == "eval") & t.runs_diag["flag"].isna()]
     dropped = late[late.get("verdict", pd.Series(dtype=str)).isin(["real drop", "within noise"])]
     real = int((dropped["verdict"] == "real drop").sum())
-    lines += [f"- **Was a late peak real?** Of {len(late)} evaluation runs, {len(dropped)} peaked in validation "
+    lines += [f"- **Was a late peak real?** Of {len(late)} kept evaluation runs, {len(dropped)} peaked in validation "
               f"accuracy before their last epoch; the drop after the peak was larger than noise (McNemar "
               f"p < {stats.ALPHA}) in {real}.", ""]
     return lines
+
+
+VERDICTS = ("better", "worse", "no detectable difference", "too few seeds", "not compared")
+
+
+def _category(verdict: str) -> str:
+    return next(c for c in VERDICTS if verdict.startswith(c))
 
 
 def _signed(value: float) -> str:
