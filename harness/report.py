@@ -356,7 +356,9 @@ def section_summary(t: Tables) -> list[str]:
              f"Metrics on the {where} set over evaluation seeds: mean ± sd [95% t-interval]. Runs that failed, "
              "diverged or collapsed to one class are counted under *excluded* and kept out of every mean. "
              "A single kept seed has no sd (n/a). Time in seconds: per evaluation run, and the cell's total "
-             "including tuning.", ""]
+             "including tuning.", "",
+             f"{len(t.summary)} cells, named in the tables without the bars of their stored ids: "
+             + ", ".join(f"`{c}`" for c in t.summary["cell"]) + ".", ""]
     if not binary:
         lines += ["ROC-AUC is reported for binary tasks only; this one has "
                   f"{len(t.stored.class_names)} classes.", ""]
