@@ -19,6 +19,10 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 DPI = 100
+FILES = {
+    "learning_curves": "learning_curves.png", "accuracy_vs_size": "accuracy_vs_data_size.png",
+    "accuracy_vs_freeze": "accuracy_vs_freeze.png", "heatmap": "heatmap.png", "gaps": "gap_curves.png",
+    "optuna": "optuna_params.png", "expected_max": "expected_max.png"}
 sns.set_theme(style="whitegrid", context="notebook")
 
 
@@ -112,3 +116,24 @@ def expected_max(curves: pd.DataFrame, path: Path) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, title=None)
     return _save(fig, path)
+
+
+def draw_all(folder: Path, curves: pd.DataFrame, runs: pd.DataFrame, heat: pd.DataFrame, freeze_order: list[str],
+             trials: pd.DataFrame, expected: pd.DataFrame) -> dict[str, Path]:
+    """Every figure its data allows, under `folder`; name -> path of those drawn.
+
+    `runs` holds the kept evaluation runs (with freeze_label, size_label), `heat` the cell means
+    as a grid, `trials` the completed tuning trials.
+    """
+    drawn, path = {}, lambda name: folder / FILES[name]
+    if not curves.empty:
+        drawn["learning_curves"] = learning_curves(curves, path("learning_curves"))
+        drawn["gaps"] = gap_curves(curves, path("gaps"))
+    if not runs.empty:
+        drawn["accuracy_vs_size"] = accuracy_vs_size(runs, "accuracy", path("accuracy_vs_size"))
+        drawn["accuracy_vs_freeze"] = accuracy_vs_freeze(runs, "accuracy", freeze_order, path("accuracy_vs_freeze"))
+        drawn["heatmap"] = heatmap(heat, "accuracy", path("heatmap"))
+    if not trials.empty:
+        drawn["optuna"] = optuna_params(trials, path("optuna"))
+        drawn["expected_max"] = expected_max(expected, path("expected_max"))
+    return drawn

@@ -474,31 +474,15 @@ def _replay_lines(t: Tables, cells: pd.DataFrame) -> list[str]:
     return lines + md_table(["cell"] + [f"patience {p}: stop (fired) cost" for p in ps], rows)
 
 
-FIGURE_FILES = {
-    "learning_curves": "learning_curves.png", "accuracy_vs_size": "accuracy_vs_data_size.png",
-    "accuracy_vs_freeze": "accuracy_vs_freeze.png", "heatmap": "heatmap.png", "gaps": "gap_curves.png",
-    "optuna": "optuna_params.png", "expected_max": "expected_max.png"}
-
-
 def draw_figures(t: Tables, folder: Path) -> dict[str, Path]:
     """Draw every figure the data allows; returns name -> path of those drawn."""
     from harness import figures  # seaborn and matplotlib load only when a page is written
 
     good = t.evals[t.evals["flag"].isna() & t.evals["accuracy"].notna()].assign(
         freeze_label=lambda f: f["freeze"].astype(str), size_label=lambda f: f["data_size"].astype(str))
-    drawn, path = {}, lambda name: folder / FIGURE_FILES[name]
-    if not t.curves.empty:
-        drawn["learning_curves"] = figures.learning_curves(t.curves, path("learning_curves"))
-        drawn["gaps"] = figures.gap_curves(t.curves, path("gaps"))
-    if not good.empty:
-        drawn["accuracy_vs_size"] = figures.accuracy_vs_size(good, "accuracy", path("accuracy_vs_size"))
-        order = [str(v) for v in sorted(good["freeze"].unique(), key=ORDER["freeze"])]
-        drawn["accuracy_vs_freeze"] = figures.accuracy_vs_freeze(good, "accuracy", order, path("accuracy_vs_freeze"))
-        drawn["heatmap"] = figures.heatmap(heat_table(t.summary), "accuracy", path("heatmap"))
-    if not t.trials.empty and t.trials["objective"].notna().any():
-        drawn["optuna"] = figures.optuna_params(t.trials.dropna(subset=["objective"]), path("optuna"))
-        drawn["expected_max"] = figures.expected_max(t.expected, path("expected_max"))
-    return drawn
+    order = [str(v) for v in sorted(good["freeze"].unique(), key=ORDER["freeze"])]
+    trials = t.trials.dropna(subset=["objective"]) if not t.trials.empty else t.trials
+    return figures.draw_all(folder, t.curves, good, heat_table(t.summary), order, trials, t.expected)
 
 
 def heat_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -561,7 +545,7 @@ def section_figures(t: Tables, drawn: dict[str, Path], read: dict[str, str]) -> 
               "expected_max": "Expected validation performance against trials"}
     for name, title in titles.items():
         if name in drawn:
-            lines += [f"![{title}]({FIGURES}/{FIGURE_FILES[name]})", "", f"*{title}.* {read.get(name, '')}", ""]
+            lines += [f"![{title}]({FIGURES}/{drawn[name].name})", "", f"*{title}.* {read.get(name, '')}", ""]
         else:
             lines += [f"*{title}:* not drawn, the store has no data for it.", ""]
     return lines

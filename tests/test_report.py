@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from harness import report
+from harness.figures import FILES
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STORE = FIXTURES / "report_store"
@@ -46,7 +47,7 @@ def test_golden_page(written):
 def test_every_figure_exists(written):
     text = (written / "report.md").read_text()
     figures = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
-    assert len(figures) == len(report.FIGURE_FILES)
+    assert len(figures) == len(FILES)
     for name in figures:
         assert (written / name).stat().st_size > 1000, name
 
