@@ -87,6 +87,8 @@ def eval_frame(stored: Stored) -> pd.DataFrame:
     """One row per evaluation run: its flag, metrics with Wilson interval, cost and chosen parameters."""
     src, binary = source(stored), len(stored.class_names) == 2
     labels = stored.splits.get("test_labels", "")
+    if not any(r["role"] == "eval" for r in stored.records):
+        raise HarnessError("the store has tuning trials but no evaluation run yet: nothing to report")
     rows = []
     for r in (r for r in stored.records if r["role"] == "eval"):
         row = {a: r[a] for a in ("cell", *AXES, "freeze_depth", "seed", "status")} | {
@@ -178,7 +180,7 @@ def significance(evals: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             cells = set(evals[np.logical_and.reduce([evals[a] == v for a, v in zip(others, context)])][axis])
             for lo, hi in zip(levels, levels[1:]):
                 if lo in cells and hi in cells:
-                    rows.append(_compare(here, axis, lo, hi, dict(zip(others, context)), pooled))
+                    rows.append(_compare(here, axis, lo, hi, dict(zip(others, context))))
     table = pd.DataFrame(rows)
     if table.empty:
         return table
@@ -190,7 +192,8 @@ def significance(evals: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["_a", "_b"])
 
 
-def _compare(runs: pd.DataFrame, axis: str, lo, hi, context: dict, pooled: float) -> dict:
+def _compare(runs: pd.DataFrame, axis: str, lo, hi, context: dict) -> dict:
+    """Level `lo` against `hi` of `axis` within one context, on the seeds kept in both cells."""
     pairs = runs[runs[axis] == lo].merge(runs[runs[axis] == hi], on="seed", suffixes=("_a", "_b"))
     row = {"axis": axis, "context": " ".join(f"{_short(a)}={v}" for a, v in context.items()), "level_a": lo,
            "level_b": hi, "_a": pairs["accuracy_a"].to_numpy(), "_b": pairs["accuracy_b"].to_numpy()}
@@ -300,10 +303,7 @@ def build(stored: Stored) -> Tables:
     summary = summary_table(evals, stored)
     runs_diag = run_diagnostics(stored)
     eval_diag = runs_diag[runs_diag["role"] == "eval"]
-    cells_diag = diagnostics.cell_summary(eval_diag) if not eval_diag.empty else pd.DataFrame()
-    if not cells_diag.empty:  # the summary's (grid) order
-        cells_diag = cells_diag.set_index("cell").loc[[c for c in summary["cell"] if c in set(cells_diag["cell"])]]
-        cells_diag = cells_diag.reset_index()
+    cells_diag = diagnostics.cell_summary(eval_diag) if not eval_diag.empty else pd.DataFrame()  # grid order
     trials, expected = tuning(stored)
     sig = significance(evals, summary)
     needed = not sig.empty and bool((sig["n"] >= stats.ASO_MIN_SEEDS).any())

@@ -165,3 +165,8 @@ def test_without_deepsig_the_report_says_aso_is_unavailable(tmp_path, monkeypatc
 def test_without_tuning(tmp_path):
     text = variant(tmp_path, lambda r: None if r["role"] == "tune" else r)
     assert "No tuning trials" in text and "not drawn" in text
+
+
+def test_a_store_without_evaluation_runs_is_a_one_line_error(tmp_path):
+    with pytest.raises(report.HarnessError, match="no evaluation run yet"):
+        variant(tmp_path, lambda r: None if r["role"] == "eval" else r)
