@@ -442,9 +442,10 @@ def section_overfitting(t: Tables) -> list[str]:
     ok = diag[diag["flag"].isna() & diag["peak_epoch"].notna()]
     rows = [[label(r.cell), str(r.seed), _f(r.peak_epoch, "g"), _f(r.min_loss_epoch, "g"), _f(r.best_epoch, "g"),
              _f(r.last_epoch, "g"), f"{_f(r.peak_acc)} → {_f(r.last_acc)}",
-             f"{_signed(r.drop)} ({int(r.drop_examples):+d})", _p(r.mcnemar_p), r.verdict] for r in ok.itertuples()]
+             f"{_signed(r.drop)} ({int(r.drop_examples):+d})", _f(r.se), _p(r.mcnemar_p), r.verdict]
+            for r in ok.itertuples()]
     lines += md_table(["cell", "seed", "peak epoch", "min-loss epoch", "restored", "last", "val acc peak → last",
-                       "drop (examples)", "McNemar p", "verdict"], rows)
+                       "drop (examples)", "1 SE at peak", "McNemar p", "verdict"], rows)
     lines += _replay_lines(t, cells)
     return lines
 
