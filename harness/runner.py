@@ -80,6 +80,14 @@ class Context:
 
 def prepare(study: Study, study_file: str, results: Path, display: Display) -> Context:
     """Load and check everything before the results directory is touched."""
+    ctx = load_context(study, results, display)
+    write_manifest(results, study.to_dict(), study.fingerprint(), study_file, device_name(ctx.device))
+    write_splits(results, ctx.dataset)
+    return ctx
+
+
+def load_context(study: Study, results: Path, display: Display) -> Context:
+    """Everything ``prepare`` loads, without writing: distributed workers write under a lock."""
     check_owner(results, study.name, study.fingerprint())
     dataset = load_dataset(study.data)
     for size in study.grid.data_sizes:
@@ -88,8 +96,6 @@ def prepare(study: Study, study_file: str, results: Path, display: Display) -> C
     depths = {cell: resolve_depth(cell.freeze, probe) for cell in expand(study)}
     encodings = tokenize(study.model.name, dataset.texts, study.model.max_length)
     device = pick_device()
-    write_manifest(results, study.to_dict(), study.fingerprint(), study_file, device_name(device))
-    write_splits(results, dataset)
     if dataset.dropped_empty:
         display.log(f"data: dropped {dataset.dropped_empty} rows with empty text")
     return Context(study, dataset, encodings, device, depths, Store(results), display)
@@ -147,20 +153,7 @@ def tune_cell(ctx: Context, cell: Cell) -> dict:
     tuning.recover(optuna_study, recorded)
     while tuning.n_finished(optuna_study) < search.trials and tuning.n_failed(optuna_study) < search.trials:
         trial = tuning.ask(optuna_study, search, study.seeds.tune[0])  # same draws after a resume
-        params = tuning.suggest(trial, search)
-        on_epoch = tuning.pruning_callback(trial, study.train.metric)
-        outcomes = []
-        for i, seed in enumerate(study.seeds.tune):  # pruning follows the first tuning seed only
-            ctx.display.start_run(f"trial {trial.number} seed {seed} lr {params['lr']:.1e} "
-                                  f"bs {params['batch_size']}", cell.epochs)
-            outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None))
-            if outcomes[-1]["status"] not in ("ok", "collapsed"):
-                break
-        record = outcomes[0] | {"trial": trial.number, "retry_of": trial.user_attrs.get("retry_of"),
-                                "tune_seeds": list(study.seeds.tune)}
-        if all(o["status"] in ("ok", "collapsed") for o in outcomes) and len(outcomes) == len(study.seeds.tune):
-            record["objective"] = float(np.mean([o["val"][study.train.metric.removeprefix("val_")]
-                                                 for o in outcomes]))
+        record = run_trial(ctx, cell, trial)
         ctx.store.append(record)  # stored first: a crash before tell() is settled by recover()
         tuning.settle(optuna_study, trial.number, record)
         ctx.display.run_done(record["status"])
@@ -169,6 +162,26 @@ def tune_cell(ctx: Context, cell: Cell) -> dict:
         ctx.display.log(f"{cell.id}: no tuning trial completed; using the fixed lr and batch size")
         return {"lr": search.fixed_lr, "batch_size": search.fixed_batch_size}
     return tuning.best_params(optuna_study)
+
+
+def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial) -> dict:
+    """One Optuna trial: suggest, train on every tuning seed, return the record with the mean objective."""
+    study = ctx.study
+    params = tuning.suggest(trial, study.search)
+    on_epoch = tuning.pruning_callback(trial, study.train.metric)
+    outcomes = []
+    for i, seed in enumerate(study.seeds.tune):  # pruning follows the first tuning seed only
+        ctx.display.start_run(f"trial {trial.number} seed {seed} lr {params['lr']:.1e} "
+                              f"bs {params['batch_size']}", cell.epochs)
+        outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None))
+        if outcomes[-1]["status"] not in ("ok", "collapsed"):
+            break
+    record = outcomes[0] | {"trial": trial.number, "retry_of": trial.user_attrs.get("retry_of"),
+                            "tune_seeds": list(study.seeds.tune)}
+    if all(o["status"] in ("ok", "collapsed") for o in outcomes) and len(outcomes) == len(study.seeds.tune):
+        record["objective"] = float(np.mean([o["val"][study.train.metric.removeprefix("val_")]
+                                             for o in outcomes]))
+    return record
 
 
 def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epoch=None) -> dict:

@@ -100,13 +100,17 @@ def best_params(study: optuna.Study) -> dict:
 
 def settle(study: optuna.Study, number: int, record: dict) -> None:
     """Tell Optuna the outcome stored in ``record``."""
-    status = record["status"]
-    if status == "pruned":
-        study.tell(number, state=optuna.trial.TrialState.PRUNED)
-    elif status in ("ok", "collapsed") and record.get("objective") is not None:
-        study.tell(number, record["objective"])
-    else:
-        study.tell(number, state=optuna.trial.TrialState.FAIL)
+    state, value = outcome(record)
+    study.tell(number, value, state=state)
+
+
+def outcome(record: dict) -> tuple[optuna.trial.TrialState, float | None]:
+    """The Optuna state (and objective) that a tuning record stands for."""
+    if record["status"] == "pruned":
+        return optuna.trial.TrialState.PRUNED, None
+    if record["status"] in ("ok", "collapsed") and record.get("objective") is not None:
+        return optuna.trial.TrialState.COMPLETE, record["objective"]
+    return optuna.trial.TrialState.FAIL, None
 
 
 def n_finished(study: optuna.Study) -> int:
