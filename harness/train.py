@@ -31,17 +31,33 @@ class Inputs:
         self.encodings = encodings
         self.device = device
         self.states = None if states is None else states.to(device)
-        self.lengths = torch.as_tensor(encodings.lengths, device=device)
+        # every text padded once, (N, T_max) int32 on the host: a batch is then one indexing
+        # operation, not a Python loop over its rows while the device waits for its next step
+        self.ids = pad(encodings, np.arange(len(encodings.ids)))[0].int() if states is None else None
 
     def __call__(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        lengths = self.encodings.lengths[rows]
         if self.states is None:
-            ids, mask = pad(self.encodings, rows)
-            return {"input_ids": ids.to(self.device, non_blocking=True),
-                    "attention_mask": mask.to(self.device, non_blocking=True)}
-        width = min(self.states.shape[1], int(self.encodings.lengths[rows].max()))
-        index = torch.as_tensor(rows, device=self.device)
-        mask = torch.arange(width, device=self.device) < self.lengths[index, None]  # (B, T)
-        return {"inputs_embeds": self.states[index, :width], "attention_mask": mask.long()}
+            ids = self.ids[torch.from_numpy(np.asarray(rows, dtype=np.int64)), :int(lengths.max())].long()
+            out = {"input_ids": ids.to(self.device, non_blocking=True)}
+        else:
+            out = {"inputs_embeds": self.states[to_device(rows, self.device), :int(lengths.max())]}
+        width = out.get("input_ids", out.get("inputs_embeds")).shape[1]
+        # The mask is made here, on the host, as SDPA's (B, 1, 1, T) boolean (True = attend), which
+        # transformers passes on as it is: from a 2D mask it would test mask.all() on the device,
+        # a host-device synchronisation every step. A batch without padding needs no mask at all
+        # (and SDPA may then pick its flash kernel).
+        if (lengths >= width).all():
+            return out
+        mask = torch.from_numpy(np.arange(width)[None, :] < lengths[:, None])  # (B, T)
+        return out | {"attention_mask": mask[:, None, None, :].to(self.device, non_blocking=True)}
+
+
+def to_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Row indices on ``device`` without waiting for it: ``torch.as_tensor(x, device=cuda)``
+    copies with a stream synchronisation, once per step; from pageable host memory a
+    non-blocking copy is staged at once, so ``rows`` may change afterwards."""
+    return torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device, non_blocking=True)
 
 
 @dataclass
@@ -71,7 +87,8 @@ def make_optimizer(model: nn.Module, spec: TrainSpec, lr: float) -> torch.optim.
     params = [p for p in model.parameters() if p.requires_grad]
     if spec.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay)
+    # fused: one kernel for the whole update on CUDA (the peer's Trainer defaults to it too)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=spec.weight_decay, fused=params[0].is_cuda or None)
 
 
 def make_schedule(optimizer: torch.optim.Optimizer, spec: TrainSpec, total_steps: int):
@@ -118,7 +135,7 @@ def train_step(model: nn.Module, inputs: Inputs, batch: np.ndarray, y: torch.Ten
     total = torch.zeros(2, device=inputs.device)
     for start in range(0, len(batch), micro):
         part = batch[start:start + micro]
-        target = y[torch.as_tensor(part, device=inputs.device)]
+        target = y[to_device(part, inputs.device)]
         with autocast(inputs.device):
             logits = model(**inputs(part)).logits
         loss = F.cross_entropy(logits.float(), target, reduction="sum")
