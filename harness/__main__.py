@@ -1,4 +1,4 @@
-"""python -m harness run STUDY [--set key=value ...] [--results DIR]"""
+"""python -m harness run|worker|collect STUDY [--set key=value ...] [--results DIR] [--storage URL]"""
 
 from __future__ import annotations
 
@@ -22,10 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--results", help="results directory (default: results/<study name>)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    add_worker_commands(commands)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
-        return run_command(args, console)
+        return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
+            args, console)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -42,6 +44,95 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     with Display(console, enabled=not args.quiet) as display:
         run_study(study, args.study, results, display)
     display.summary(summary_rows(results))
+    if not args.no_report:
+        console.print(f"report: {write_report(results)}")
+    return 0
+
+
+def add_worker_commands(commands) -> None:
+    worker = commands.add_parser(
+        "worker", help="work on a study shared by many workers through Optuna storage",
+        description="Pull the next unfinished tuning trial or evaluation seed of the study from shared storage "
+                    "until none is left, then write every finished run to the results directory.")
+    collect = commands.add_parser("collect", help="write a shared study's finished runs to the results directory",
+                                  description="Export every finished run in the storage to runs.jsonl; never trains.")
+    for command in (worker, collect):
+        command.add_argument("study", help="study file, e.g. studies/default.toml")
+        command.add_argument("--storage", help="postgresql://user@host/db, sqlite:///path or journal:///path "
+                                               "(default: journal file results/<study>/journal.log)")
+        command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                             help="override a study key (every worker must give the same)")
+        command.add_argument("--results", help="results directory (default: results/<study name>)")
+        command.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+        command.add_argument("--heartbeat", type=int, default=60, metavar="S",
+                             help="seconds between heartbeats of a running trial (default 60)")
+        command.add_argument("--grace", type=int, default=180, metavar="S",
+                             help="seconds without heartbeat before a trial is failed and retried (default 180)")
+    worker.add_argument("--processes", type=int, default=0, metavar="N",
+                        help="start N worker processes on this machine (one GPU each) and wait for them")
+    worker.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (default: all)")
+    worker.add_argument("--quiet", action="store_true", help="no progress display, one line per finished run")
+
+
+def worker_command(args: argparse.Namespace, console: Console) -> int:
+    from harness import distributed
+    from harness.display import Display
+
+    study, results, storage, options = shared_study(args)
+    storage_handle = distributed.open_storage(storage, args.heartbeat, args.grace)  # bad URL: fail before any start
+    if args.processes:
+        code = distributed.launch(child_args(args, results, storage), args.processes)
+        return code or report(args, results, console)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    shared = distributed.Shared(study, storage_handle, args.grace)
+    with Display(console, enabled=not args.quiet) as display:
+        ctx = distributed.prepare(study, args.study, results, display, options)
+        abandoned = distributed.work(ctx, shared, options)
+    console.print(f"{distributed.worker_id()}: done; {distributed.export(shared, results, storage)} new runs in {results}")
+    if abandoned:
+        console.print(f"[red]error:[/red] given up after {distributed.MAX_ATTEMPTS} workers died on each of: "
+                      + ", ".join(f"{s.cell.id} {s.role} {s.index}" for s in abandoned), highlight=False)
+        return 1
+    return report(args, results, console)
+
+
+def collect_command(args: argparse.Namespace, console: Console) -> int:
+    from harness import distributed
+    from harness.display import Display
+    from harness.store import MANIFEST
+
+    study, results, storage, options = shared_study(args)
+    shared = distributed.Shared(study, distributed.open_storage(storage, args.heartbeat, args.grace), args.grace)
+    if not (results / MANIFEST).exists():  # a machine that ran no worker: manifest and splits first
+        distributed.prepare(study, args.study, results, Display(console, enabled=False), options)
+    console.print(f"{distributed.export(shared, results, storage)} new runs in {results}")
+    return report(args, results, console)
+
+
+def shared_study(args: argparse.Namespace):
+    from harness import distributed
+    from harness.study import load_study
+
+    study = load_study(args.study, args.overrides)
+    results = Path(args.results or Path("results") / study.name)
+    storage = args.storage or f"journal://{(results / 'journal.log').resolve()}"
+    poll = max(1.0, min(10.0, args.heartbeat / 2))
+    return study, results, storage, distributed.Options(storage, args.heartbeat, args.grace, poll)
+
+
+def child_args(args: argparse.Namespace, results: Path, storage: str) -> list[str]:
+    """The command line of each local worker: this one's, without --processes."""
+    sets = [item for o in args.overrides for item in ("--set", o)]
+    return [args.study, "--storage", storage, "--results", str(results), *sets, "--heartbeat",
+            str(args.heartbeat), "--grace", str(args.grace), "--quiet", "--no-report"]
+
+
+def report(args: argparse.Namespace, results: Path, console: Console) -> int:
+    from harness.report import write_report
+
     if not args.no_report:
         console.print(f"report: {write_report(results)}")
     return 0

@@ -1,0 +1,508 @@
+"""Many workers, one study: the grid and the Optuna trials shared through Optuna's own storage.
+
+No scheduler of our own: every unit of work is an Optuna trial that a worker pops
+from shared storage (RDB, PostgreSQL in production, or a journal file on a shared
+file system). Per cell there are two Optuna studies:
+
+    <prefix>/<cell id>        tuning: one WAITING trial per tuning slot, parameters left to the sampler
+    <prefix>/<cell id>#eval   evaluation: one WAITING trial per evaluation seed
+
+with ``prefix = <study name>@<fingerprint>``, so one database can hold many studies
+and a changed study never mixes with the old one. The slots are enqueued once, by
+the worker that wins the atomic ``create_study`` of ``<prefix>#plan``.
+
+Claiming is Optuna's pop: ``study.ask()`` moves a WAITING trial to RUNNING with a
+conditional update (RDB: ``SELECT ... FOR UPDATE``; journal: the first log entry
+wins), so two workers never get the same trial. A cell's evaluation trials are
+popped only once its tuning slots are all done, so every worker computes the same
+best parameters. A finished unit's record goes into the trial (user attr
+``result``) before ``tell``: a worker killed mid-trial leaves a RUNNING trial with
+no result, which is failed after the heartbeat grace period and retried; its
+partial work never reaches the store.
+
+Slots, not trials, are what must be done exactly once. Retries (Optuna's
+``RetryHeartbeatStaleTrialCallback`` on RDB, ``repair`` below otherwise) and
+planning races can leave two trials for one slot; the lowest-numbered trial that
+is waiting, running or done owns the slot, and a worker that pops any other one
+fails it at once as surplus, before training. So no slot is trained twice to the
+end, and none is skipped: ``repair`` re-enqueues a slot whose every trial died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from harness import runner, tuning
+from harness.display import Display
+from harness.errors import HarnessError
+from harness.grid import Cell, expand
+from harness.store import MANIFEST, Store, read_records, record_key, write_atomic, write_manifest
+from harness.study import Study
+
+MAX_ATTEMPTS = 3  # a slot whose worker died this many times is given up (it may be what kills them)
+LIVE = (TrialState.WAITING, TrialState.RUNNING)
+
+
+# --- storage ---------------------------------------------------------------------------------
+
+def redact(url: str) -> str:
+    """The URL without its user and password, for logs, manifest and report."""
+    return re.sub(r"^([A-Za-z][\w+.-]*://)[^/@]*@", r"\1***@", url)
+
+
+def open_storage(url: str, heartbeat: int, grace: int) -> BaseStorage:
+    """An RDB URL (``postgresql://``, ``sqlite:///``) or ``journal:///path/to/file``."""
+    if heartbeat < 1 or grace <= heartbeat:
+        raise HarnessError(f"heartbeat {heartbeat} s, grace {grace} s: expected heartbeat >= 1 and grace > heartbeat")
+    if url.startswith("journal://"):
+        path = Path(url.removeprefix("journal://"))
+        if not path.name:
+            raise HarnessError(f"storage '{url}': expected journal:///path/to/file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if not re.match(r"^(sqlite|postgresql|mysql)(\+\w+)?://", url):
+        raise HarnessError(f"storage '{redact(url)}': expected postgresql://..., sqlite:///... or journal:///...")
+    for attempt in range(5):
+        try:
+            return rdb_storage(url, heartbeat, grace)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # workers started together on an empty database race to create Optuna's tables; the
+            # losers' CREATE fails (unique violation, table exists) and succeeds on a second look
+            time.sleep(0.5 + attempt)
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy and driver errors alike
+            raise HarnessError(f"storage {redact(url)}: cannot open: {scrub(str(exc), url)}") from None
+    raise HarnessError(f"storage {redact(url)}: cannot create Optuna's tables")
+
+
+def rdb_storage(url: str, heartbeat: int, grace: int) -> RDBStorage:
+    """Heartbeats from a small thread while training; a stale trial is retried, at most twice."""
+    with warnings.catch_warnings(category=optuna.exceptions.ExperimentalWarning, action="ignore"):
+        return RDBStorage(url, engine_kwargs={} if url.startswith("sqlite") else {"pool_pre_ping": True},
+                          heartbeat_interval=heartbeat, grace_period=grace,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(MAX_ATTEMPTS - 1))
+
+
+def scrub(message: str, url: str) -> str:
+    """The first line of a driver's error, without the URL's password should it quote it."""
+    password = re.match(r"^[^:]+://[^:/@]*:([^@/]*)@", url)
+    first = message.splitlines()[0] if message else "unknown error"
+    return first.replace(password.group(1), "***") if password and password.group(1) else first
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """One unit of work: tuning slot ``index`` of a cell, or its evaluation seed ``index``."""
+
+    cell: Cell
+    role: str  # "tune" or "eval"
+    index: int
+
+
+@dataclasses.dataclass
+class Shared:
+    """One harness study in shared storage: a tuning and an evaluation Optuna study per cell."""
+
+    study: Study
+    storage: BaseStorage
+    grace: int
+    _studies: dict[str, optuna.Study] = dataclasses.field(default_factory=dict)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.study.name}@{self.study.fingerprint()}"
+
+    def slots(self, cell: Cell, role: str) -> list[Slot]:
+        indices = range(self.study.search.trials) if role == "tune" else self.study.seeds.evaluate
+        return [Slot(cell, role, i) for i in indices]
+
+    def optuna_study(self, cell: Cell, role: str) -> optuna.Study:
+        name = f"{self.prefix}/{cell.id}" + ("#eval" if role == "eval" else "")
+        if name not in self._studies:
+            if role == "tune":
+                s = self.study
+                self._studies[name] = tuning.open_study(self.storage, name, s.search, s.train, cell.epochs,
+                                                        s.seeds.tune[0])
+            else:  # a queue of seeds, not an optimisation: the direction means nothing
+                self._studies[name] = optuna.create_study(storage=self.storage, study_name=name,
+                                                          load_if_exists=True)
+        return self._studies[name]
+
+    def plan_study(self) -> optuna.Study:
+        return optuna.load_study(study_name=f"{self.prefix}#plan", storage=self.storage)
+
+
+def own(trial: FrozenTrial, key: str):
+    """A user attr written for this very trial; Optuna's retry copies the attrs of the failed one."""
+    value = trial.user_attrs.get(key)
+    return value["value"] if isinstance(value, dict) and value.get("number") == trial.number else None
+
+
+def mark(trial: optuna.Trial, key: str, value) -> None:
+    trial.set_user_attr(key, {"number": trial.number, "value": value})
+
+
+def is_done(trial: FrozenTrial, role: str) -> bool:
+    """Finished with its own record, in the state that record stands for.
+
+    A worker killed between storing the record and ``tell`` leaves a trial that is
+    failed as stale; it counts only where its record says FAIL too, so Optuna's view
+    and the store never disagree.
+    """
+    result = own(trial, "result")
+    if result is None or not trial.state.is_finished():
+        return False
+    expected = tuning.outcome(result)[0] if role == "tune" else TrialState.COMPLETE
+    return trial.state == expected
+
+
+@dataclasses.dataclass
+class SlotState:
+    done: FrozenTrial | None = None
+    live: list[FrozenTrial] = dataclasses.field(default_factory=list)  # WAITING or RUNNING
+    killed: list[FrozenTrial] = dataclasses.field(default_factory=list)  # failed with no result: worker died
+
+    @property
+    def abandoned(self) -> bool:
+        return self.done is None and not self.live and len(self.killed) >= MAX_ATTEMPTS
+
+
+def survey(shared: Shared, cell: Cell, role: str) -> dict[Slot, SlotState]:
+    states = {slot: SlotState() for slot in shared.slots(cell, role)}
+    for t in shared.optuna_study(cell, role).get_trials(deepcopy=False):
+        slot = Slot(cell, role, t.user_attrs.get("slot", -1))
+        if slot not in states or own(t, "surplus"):
+            continue  # a fresh trial asked from an empty queue, or a surplus copy
+        if is_done(t, role):
+            states[slot].done = states[slot].done or t
+        elif t.state in LIVE:
+            states[slot].live.append(t)
+        elif t.state == TrialState.FAIL:
+            states[slot].killed.append(t)
+    return states
+
+
+# --- planning, claiming, retrying ------------------------------------------------------------
+
+def plan(shared: Shared, poll: float) -> None:
+    """Enqueue every slot once: the worker whose create_study of the plan wins does it."""
+    try:
+        optuna.create_study(storage=shared.storage, study_name=f"{shared.prefix}#plan")
+    except optuna.exceptions.DuplicatedStudyError:
+        deadline = time.monotonic() + shared.grace
+        while "planned" not in shared.plan_study().user_attrs and time.monotonic() < deadline:
+            time.sleep(poll)
+        return  # a planner that died half way is made good by repair()
+    for cell in expand(shared.study):
+        for role in ("tune", "eval"):
+            for slot in shared.slots(cell, role):
+                shared.optuna_study(cell, role).enqueue_trial({}, user_attrs={"slot": slot.index})
+    shared.plan_study().set_user_attr("planned", True)
+
+
+def fail_stale(shared: Shared, study: optuna.Study) -> None:
+    """Fail RUNNING trials whose worker stopped beating.
+
+    RDB: Optuna's heartbeat; its retry callback enqueues the copy. The journal storage
+    has no heartbeat in Optuna 5, so workers write a ``lease`` time into the trial and
+    stale ones are failed here by hand; ``repair`` enqueues their retry. (Leases
+    compare clocks of different machines: keep them NTP-synchronised, grace >> skew.)
+    """
+    if isinstance(shared.storage, RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+        return
+    now = time.time()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        lease = own(t, "lease") or (t.datetime_start.timestamp() if t.datetime_start else now)
+        if now - lease > shared.grace:
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)  # another worker may be first
+
+
+def repair(shared: Shared, states: dict[Slot, SlotState]) -> int:
+    """Enqueue a retry of every slot left with no waiting, running or done trial; how many."""
+    repaired = 0
+    for slot, state in states.items():
+        if state.done or state.live or state.abandoned:
+            continue
+        last = state.killed[-1] if state.killed else None
+        user_attrs = {"slot": slot.index} | ({"retry_of": last.number} if last else {})
+        shared.optuna_study(slot.cell, slot.role).enqueue_trial(last.params if last else {}, user_attrs=user_attrs)
+        repaired += 1
+    return repaired
+
+
+@dataclasses.dataclass
+class Unit:
+    slot: Slot
+    study: optuna.Study
+    trial: optuna.Trial
+    frozen: FrozenTrial
+
+
+def claim(shared: Shared, worker: str) -> Unit | None:
+    """Pop the next waiting unit in grid order; evaluation only in cells whose tuning is settled."""
+    for cell in expand(shared.study):
+        tune = survey(shared, cell, "tune")
+        if waiting(tune) and (unit := pop(shared, cell, "tune", worker)):
+            return unit
+        if settled(tune):
+            evals = survey(shared, cell, "eval")
+            if waiting(evals) and (unit := pop(shared, cell, "eval", worker)):
+                return unit
+    return None
+
+
+def waiting(states: dict[Slot, SlotState]) -> bool:
+    return any(t.state == TrialState.WAITING for s in states.values() for t in s.live)
+
+
+def settled(states: dict[Slot, SlotState]) -> bool:
+    return all(s.done or s.abandoned for s in states.values())
+
+
+def pop(shared: Shared, cell: Cell, role: str, worker: str) -> Unit | None:
+    """Optuna's atomic pop, then the ownership rule: the lowest live or done trial of a slot runs it."""
+    study = shared.optuna_study(cell, role)
+    # Optuna warns that heartbeats are meant for optimize(); ask/tell with our own beat thread is the same
+    with warnings.catch_warnings(action="ignore", category=UserWarning):
+        trial = study.ask()
+    trials = study.get_trials(deepcopy=False)
+    frozen = next(t for t in trials if t.number == trial.number)
+    slot = Slot(cell, role, frozen.user_attrs.get("slot", -1))
+    rivals = [t for t in trials if t.user_attrs.get("slot") == slot.index and t.number < trial.number
+              and not own(t, "surplus") and (t.state in LIVE or is_done(t, role))]
+    if "slot" not in frozen.user_attrs or rivals:  # the queue emptied meanwhile, or a duplicate
+        mark(trial, "surplus", worker)
+        study.tell(trial.number, state=TrialState.FAIL)
+        return None
+    mark(trial, "worker", worker)
+    return Unit(slot, study, trial, frozen)
+
+
+@contextlib.contextmanager
+def beating(shared: Shared, unit: Unit, interval: float) -> Iterator[None]:
+    """Heartbeats while a unit runs: Optuna's on RDB, a lease user attr on the journal."""
+    stop = threading.Event()
+    trial_id = unit.trial._trial_id  # private, as in Optuna's own heartbeat thread (also private)
+
+    def beat() -> None:
+        if isinstance(shared.storage, RDBStorage):
+            shared.storage.record_heartbeat(trial_id)
+        else:
+            mark(unit.trial, "lease", time.time())
+
+    def loop() -> None:
+        while not stop.wait(interval):
+            with contextlib.suppress(Exception):  # a missed beat is retried; a dead link shows as stale
+                beat()
+
+    beat()  # at once: a RUNNING trial with no beat yet is never seen as stale by Optuna
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def finish(unit: Unit, record: dict) -> None:
+    """Store the record in the trial, then tell: a worker killed in between leaves no done unit."""
+    mark(unit.trial, "result", record)
+    if unit.slot.role == "tune":
+        state, value = tuning.outcome(record)
+        unit.study.tell(unit.trial.number, value, state=state)
+    else:
+        unit.study.tell(unit.trial.number, 0.0)  # the record's status says how the run went
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    history = trial.system_attrs.get("retry_history") or []
+    return trial.user_attrs.get("retry_of", history[-1] if history else None)
+
+
+# --- the worker ------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    storage: str  # URL as given; only redact(storage) is ever written down
+    heartbeat: int = 60  # seconds between heartbeats of a running trial
+    grace: int = 180  # seconds without a heartbeat before a trial is failed and retried
+    poll: float = 10.0  # seconds an idle worker waits before looking again
+
+
+def worker_id() -> str:
+    return f"{platform.node()}:{os.getpid()}"
+
+
+def prepare(study: Study, study_file: str, results: Path, display: Display, options: Options) -> runner.Context:
+    """runner.prepare, with the writes to the results directory under a lock shared by local workers."""
+    ctx = runner.load_context(study, results, display)
+    with locked(results):
+        check_storage(results, redact(options.storage))
+        write_manifest(results, study.to_dict(), study.fingerprint(), study_file, runner.device_name(ctx.device))
+        runner.write_splits(results, ctx.dataset)
+        update_manifest(results, storage=redact(options.storage))
+    if any(d > 0 for d in ctx.depths.values()):  # the frozen-prefix pass now, not inside a claimed trial
+        ctx.inputs(max(ctx.depths.values()))
+    return ctx
+
+
+@contextlib.contextmanager
+def locked(results: Path) -> Iterator[None]:
+    """An exclusive lock on the results directory, for workers of one machine writing the same files."""
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def check_storage(results: Path, storage: str) -> None:
+    """A store filled from one storage never takes records from another: trial numbers would clash."""
+    path = results / MANIFEST
+    old = json.loads(path.read_text()).get("storage") if path.exists() else None
+    if read_records(results) and old != storage:
+        raise HarnessError(f"{results}: holds runs from {old or 'python -m harness run'}, not from storage "
+                           f"{storage}; use --results for a new directory")
+
+
+def update_manifest(results: Path, **fields) -> None:
+    path = results / MANIFEST
+    old = json.loads(path.read_text()) if path.exists() else {}
+    write_atomic(path, json.dumps(old | fields, indent=2, sort_keys=True))
+
+
+def work(ctx: runner.Context, shared: Shared, options: Options) -> list[Slot]:
+    """Run units until every slot of the study is done; the slots given up on, if any."""
+    me = worker_id()
+    plan(shared, options.poll)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    shared.plan_study().set_user_attr(f"worker:{me}:{started}", {  # a key per worker: no lost update
+        "host": platform.node(), "pid": os.getpid(), "device": runner.device_name(ctx.device), "started": started})
+    last_check = float("-inf")
+    while True:
+        if time.monotonic() - last_check > options.heartbeat:  # stale trials: at most once per beat
+            for cell in expand(shared.study):
+                for role in ("tune", "eval"):
+                    fail_stale(shared, shared.optuna_study(cell, role))
+            last_check = time.monotonic()
+        unit = claim(shared, me)
+        if unit is not None:
+            execute(ctx, shared, unit, options)
+            continue
+        states = {k: v for cell in expand(shared.study) for role in ("tune", "eval")
+                  for k, v in survey(shared, cell, role).items()}
+        if settled(states):
+            return [slot for slot, state in states.items() if state.abandoned]
+        if not repair(shared, states):
+            time.sleep(options.poll)
+
+
+def execute(ctx: runner.Context, shared: Shared, unit: Unit, options: Options) -> None:
+    """Train the unit with heartbeats, store its record in the trial; a failure to do so is retried."""
+    slot, number = unit.slot, unit.trial.number
+    ctx.display.start_cell(f"{slot.cell.id} {slot.role} {slot.index} (trial {number})", 1, 0)
+    ctx.display.start_run(f"{slot.role} {slot.index}", slot.cell.epochs)
+    try:
+        with beating(shared, unit, options.heartbeat):
+            record = train(ctx, shared, unit)
+            record |= {"worker": worker_id(), "optuna_trial": number, "retry_of": retry_of(unit.frozen)}
+            finish(unit, record)
+    except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale under us: its retry records it
+        ctx.display.log(f"{worker_id()}: {slot.cell.id} {slot.role} {slot.index}: trial {number} was failed "
+                        "as stale while running; dropped")
+        return
+    except BaseException:  # interrupted: fail now, so the slot is retried without waiting for the grace
+        with contextlib.suppress(Exception):
+            unit.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        raise
+    ctx.display.run_done(record["status"])
+    ctx.display.log(f"{worker_id()}: {slot.cell.id} {slot.role} {slot.index} trial {number}: "
+                    f"{record['status']} in {record.get('seconds', 0):.1f} s")
+
+
+def train(ctx: runner.Context, shared: Shared, unit: Unit) -> dict:
+    study, cell = shared.study, unit.slot.cell
+    if unit.slot.role == "tune":  # sampler seeded per slot: a slot's draw does not depend on who runs it
+        unit.study.sampler = tuning.make_sampler(study.search, study.seeds.tune[0], unit.slot.index)
+        return runner.run_trial(ctx, cell, unit.trial)
+    params = eval_params(shared, cell)
+    return runner.run_one(ctx, cell, unit.slot.index, params, role="eval")
+
+
+def eval_params(shared: Shared, cell: Cell) -> dict:
+    """The best tuning trial's parameters (every worker gets the same: tuning is settled), else fixed."""
+    search = shared.study.search
+    tune = shared.optuna_study(cell, "tune")
+    if search.trials and tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return tuning.best_params(tune)
+    return {"lr": search.fixed_lr, "batch_size": search.fixed_batch_size}
+
+
+# --- results ---------------------------------------------------------------------------------
+
+def done_records(shared: Shared) -> list[dict]:
+    """Every done unit's record, in grid order: tuning slots, then evaluation seeds."""
+    records = []
+    for cell in expand(shared.study):
+        for role in ("tune", "eval"):
+            states = survey(shared, cell, role)
+            records += [own(s.done, "result") for _, s in sorted(states.items(), key=lambda kv: kv[0].index)
+                        if s.done is not None]
+    return records
+
+
+def export(shared: Shared, results: Path, storage: str) -> int:
+    """Append to runs.jsonl every done record it lacks, list the workers in the manifest; how many."""
+    with locked(results):
+        check_storage(results, redact(storage))
+        store = Store(results)
+        have = store.done()
+        new = [r for r in done_records(shared) if record_key(r) not in have]
+        for record in new:
+            store.append(record)
+        workers = sorted(shared.plan_study().user_attrs.items())
+        update_manifest(results, storage=redact(storage), workers=[v for k, v in workers if k.startswith("worker:")])
+    return len(new)
+
+
+# --- local worker processes ------------------------------------------------------------------
+
+def launch(worker_args: list[str], processes: int) -> int:
+    """Start ``processes`` workers on this machine and wait: one GPU each, or the CPU cores split."""
+    gpus = visible_gpus()
+    threads = max(1, len(os.sched_getaffinity(0)) // processes)
+    children = []
+    for i in range(processes):
+        env = os.environ | ({"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if len(gpus) > 1 else {})
+        command = [sys.executable, "-m", "harness", "worker", *worker_args, "--threads", str(threads)]
+        children.append(subprocess.Popen(command, env=env))
+    return max(child.wait() for child in children)
+
+
+def visible_gpus() -> list[str]:
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g for g in listed.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]

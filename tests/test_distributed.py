@@ -1,0 +1,289 @@
+"""Many workers, one study: every slot done exactly once, killed workers' trials retried, one store.
+
+The fast tests run the real claiming, heartbeat and retry code in forked worker
+processes whose training is replaced by a stub; the slow tests run three real
+``python -m harness worker`` processes on a shrunk ``studies/smoke.toml`` and
+kill one with SIGKILL mid-trial. Both run against a journal file and a real
+PostgreSQL server: ``HARNESS_TEST_POSTGRES`` (set by ``.ci/run``), else a
+throwaway server started with ``.ci/postgres``; where none can be started the
+PostgreSQL cases are skipped with the reason, except under CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+
+from harness import distributed, tuning
+from harness.display import Display
+from harness.errors import HarnessError
+from harness.grid import expand
+from harness.store import read_records, record_key
+from harness.study import load_study
+
+ROOT = Path(__file__).parents[1]
+SMOKE = ROOT / "studies" / "smoke.toml"
+HEARTBEAT, GRACE = 1, 3  # seconds, for the stub workers
+
+
+# --- storage URLs ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("url, shown", [
+    ("postgresql://alice:s3cret@db.lab:5432/optuna", "postgresql://***@db.lab:5432/optuna"),
+    ("postgresql+psycopg2://alice@db.lab/optuna", "postgresql+psycopg2://***@db.lab/optuna"),
+    ("postgresql://db.lab/optuna", "postgresql://db.lab/optuna"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+    ("journal:///shared/study.log", "journal:///shared/study.log"),
+])
+def test_credentials_never_shown(url, shown):
+    assert distributed.redact(url) == shown
+
+
+@pytest.mark.parametrize("url, heartbeat, grace, message", [
+    ("redis://host/0", 60, 180, "expected postgresql://"),
+    ("journal://", 60, 180, "expected journal:///path/to/file"),
+    ("sqlite:///x.db", 0, 180, "heartbeat 0 s"),
+    ("sqlite:///x.db", 60, 60, "grace 60 s"),
+    ("postgresql://alice:s3cret@127.0.0.1:1/none", 60, 180, "cannot open"),
+])
+def test_bad_storage_fails_naming_it_without_the_password(url, heartbeat, grace, message):
+    with pytest.raises(HarnessError, match=message) as error:
+        distributed.open_storage(url, heartbeat, grace)
+    assert "s3cret" not in str(error.value)
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    url = os.environ.get("HARNESS_TEST_POSTGRES")
+    if url:
+        yield url
+        return
+    folder = tempfile.mkdtemp(prefix="harness-pg-")  # under /tmp: the server's user must reach it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = subprocess.run([ROOT / ".ci" / "postgres", "start", folder, str(port)], capture_output=True,
+                             text=True, timeout=120)
+    if started.returncode != 0:
+        shutil.rmtree(folder, ignore_errors=True)
+        reason = f"no PostgreSQL server could be started: {started.stderr.strip()[-400:]}"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must test PostgreSQL: .ci/run installs and starts it)")
+        pytest.skip(reason)
+    yield started.stdout.strip()
+    subprocess.run([ROOT / ".ci" / "postgres", "stop", folder], timeout=120)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(postgres_server):
+    """A fresh database on the server, so tests never see each other's studies."""
+    import psycopg
+
+    name = f"harness_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as connection:  # CREATE DATABASE: no transaction
+        connection.execute(f"CREATE DATABASE {name}")
+    return postgres_server.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=["journal", "postgresql"])
+def storage_url(request, tmp_path):
+    if request.param == "journal":
+        return f"journal://{tmp_path / 'journal.log'}"
+    return request.getfixturevalue("postgres")
+
+
+# --- stub workers: the real claiming and retrying, training replaced -------------------------
+
+def stub_worker(url: str, log: Path, hang: bool) -> None:
+    """A worker whose 'training' writes one line per unit it starts; ``hang``: stop in the first one."""
+    study = load_study(SMOKE)
+    shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
+    options = distributed.Options(url, HEARTBEAT, GRACE, poll=0.2)
+    ctx = SimpleNamespace(display=Display(enabled=False), device=__import__("torch").device("cpu"))
+
+    def train(ctx, shared, unit):
+        slot = unit.slot
+        with open(log, "a") as handle:
+            handle.write(json.dumps([slot.cell.id, slot.role, slot.index, unit.trial.number, os.getpid()]) + "\n")
+        if hang:
+            time.sleep(3600)  # killed here, mid-trial
+        time.sleep(0.05)
+        record = {"cell": slot.cell.id, "role": slot.role, "status": "ok", "seconds": 0.05}
+        if slot.role == "tune":
+            params = tuning.suggest(unit.trial, study.search)
+            return record | {"seed": 0, "trial": unit.trial.number, "params": params, "objective": params["lr"]}
+        tune = shared.optuna_study(slot.cell, "tune")
+        assert distributed.settled(distributed.survey(shared, slot.cell, "tune"))  # evaluation waits for tuning
+        return record | {"seed": slot.index, "trial": None, "params": distributed.eval_params(shared, slot.cell),
+                         "best_trial": tune.best_trial.number}
+
+    distributed.train = train
+    distributed.work(ctx, shared, options)
+
+
+def start_stubs(url: str, log: Path, n: int, hang: bool = False) -> list:
+    fork = multiprocessing.get_context("fork")
+    workers = [fork.Process(target=stub_worker, args=(url, log, hang and i == 0)) for i in range(n)]
+    for w in workers:
+        w.start()
+    return workers
+
+
+def units_started(log: Path) -> list[list]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def all_slots(study) -> list[tuple]:
+    return [(c.id, role, i) for c in expand(study) for role in ("tune", "eval")
+            for i in (range(study.search.trials) if role == "tune" else study.seeds.evaluate)]
+
+
+def export(url: str, results: Path) -> list[dict]:
+    study = load_study(SMOKE)
+    shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
+    distributed.export(shared, results, url)
+    distributed.export(shared, results, url)  # twice: nothing added the second time
+    return read_records(results)
+
+
+def check_store(records: list[dict], study) -> None:
+    """Every tuning slot and evaluation seed once, no duplicate key, evaluation with the best parameters."""
+    keys = [record_key(r) for r in records]
+    assert len(keys) == len(set(keys))
+    evals = sorted((r["cell"], r["seed"]) for r in records if r["role"] == "eval")
+    assert evals == sorted((c.id, s) for c in expand(study) for s in study.seeds.evaluate)
+    for cell in expand(study):
+        assert sum(r["cell"] == cell.id and r["role"] == "tune" for r in records) == study.search.trials
+
+
+def test_three_workers_share_every_slot_exactly_once(storage_url, tmp_path):
+    log = tmp_path / "started.jsonl"
+    workers = start_stubs(storage_url, log, 3)
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    started = [tuple(u[:3]) for u in units_started(log)]
+    study = load_study(SMOKE)
+    assert sorted(started) == sorted(all_slots(study))  # none twice, none skipped
+    assert len({u[4] for u in units_started(log)}) > 1  # shared, not one worker doing all
+    records = export(storage_url, tmp_path / "results")
+    check_store(records, study)
+    for r in records:
+        if r["role"] == "eval":  # every evaluation seed used the cell's best tuning trial
+            best = [t for t in records if t["cell"] == r["cell"] and t["trial"] == r["best_trial"]]
+            assert r["params"] == best[0]["params"]
+    manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
+    assert len(manifest["workers"]) == 3 and manifest["storage"] == distributed.redact(storage_url)
+
+
+def test_a_killed_workers_trial_is_retried_by_the_others_and_never_stored(storage_url, tmp_path):
+    log = tmp_path / "started.jsonl"
+    victim, *others = start_stubs(storage_url, log, 3, hang=True)
+    deadline = time.monotonic() + 60
+    while not any(u[4] == victim.pid for u in units_started(log)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join()
+    killed = next(u for u in units_started(log) if u[4] == victim.pid)
+    for w in others:
+        w.join(120)
+        assert w.exitcode == 0
+    started = [tuple(u[:3]) for u in units_started(log)]
+    study = load_study(SMOKE)
+    assert sorted(started) == sorted(all_slots(study) + [tuple(killed[:3])])  # only the killed one twice
+    records = export(storage_url, tmp_path / "results")
+    check_store(records, study)
+    assert not any(r["cell"] == killed[0] and r["role"] == killed[1] and r["optuna_trial"] == killed[3]
+                   for r in records)
+    shared = distributed.Shared(study, distributed.open_storage(storage_url, HEARTBEAT, GRACE), GRACE)
+    cell = next(c for c in expand(study) if c.id == killed[0])
+    trials = shared.optuna_study(cell, killed[1]).get_trials(deepcopy=False)
+    dead = next(t for t in trials if t.number == killed[3])
+    assert dead.state == optuna.trial.TrialState.FAIL and distributed.own(dead, "result") is None
+    assert any(distributed.retry_of(t) == killed[3] for t in trials)
+
+
+def test_a_results_directory_takes_runs_from_one_storage_only(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "runs.jsonl").write_text(json.dumps({"cell": "c", "role": "eval", "seed": 1}) + "\n")
+    with pytest.raises(HarnessError, match="use --results"):
+        distributed.check_storage(results, "journal:///elsewhere.log")
+
+
+# --- real workers ----------------------------------------------------------------------------
+
+# two cells that unfreeze the top block: long enough runs to be killed in the middle of one
+SHRUNK = ["--set", "grid.data_sizes=[32, 64]", "--set", "grid.freeze=[5]"]
+
+
+def harness_worker(url: str, results: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "harness", "worker", str(SMOKE), *SHRUNK, "--storage", url, "--results",
+               str(results), "--heartbeat", "2", "--grace", "6", "--quiet", "--no-report", "--threads", "1"]
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def running_trial(shared: distributed.Shared, pids: set[int]) -> tuple | None:
+    """(cell, role, trial number, pid) of a trial now running in one of ``pids``, if any."""
+    for cell in expand(shared.study):
+        for role in ("tune", "eval"):
+            running = shared.optuna_study(cell, role).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            for t in running:
+                owner = distributed.own(t, "worker") or ""
+                if owner.startswith(platform.node() + ":") and int(owner.rsplit(":", 1)[1]) in pids:
+                    return cell, role, t.number, int(owner.rsplit(":", 1)[1])
+    return None
+
+
+@pytest.mark.slow
+def test_three_harness_workers_one_killed_mid_trial_leave_a_complete_store(storage_url, tmp_path):
+    results = tmp_path / "results"
+    study = load_study(SMOKE, [SHRUNK[i + 1] for i in range(0, len(SHRUNK), 2)])
+    workers = {w.pid: w for w in (harness_worker(storage_url, results) for _ in range(3))}
+    shared = distributed.Shared(study, distributed.open_storage(storage_url, 2, 6), 6)
+    deadline, victim = time.monotonic() + 600, None
+    while victim is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        victim = running_trial(shared, set(workers))
+    assert victim is not None, "no worker ever ran a trial"
+    time.sleep(1)  # into the training
+    os.kill(victim[3], signal.SIGKILL)
+    for pid, w in workers.items():
+        out, _ = w.communicate(timeout=900)
+        assert w.returncode == (-signal.SIGKILL if pid == victim[3] else 0), out
+    records = read_records(results)
+    check_store(records, study)
+    cell, role, number, pid = victim
+    assert not any(r["cell"] == cell.id and r["role"] == role and r["optuna_trial"] == number for r in records)
+    trials = shared.optuna_study(cell, role).get_trials(deepcopy=False)
+    assert next(t for t in trials if t.number == number).state == optuna.trial.TrialState.FAIL
+    assert any(distributed.retry_of(t) == number for t in trials)
+    for c in expand(study):  # no unit trained to the end twice: one trial with a result per slot
+        for r in ("tune", "eval"):
+            finished = [t.user_attrs["slot"] for t in shared.optuna_study(c, r).get_trials(deepcopy=False)
+                        if distributed.own(t, "result") is not None]
+            assert len(finished) == len(set(finished))
+    manifest = json.loads((results / "manifest.json").read_text())
+    assert {w["pid"] for w in manifest["workers"]} == set(workers)
+    assert "***" in manifest["storage"] or storage_url.startswith("journal")
+    report = subprocess.run([sys.executable, "-m", "harness.report", str(results)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
