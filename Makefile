@@ -1,9 +1,12 @@
 # make test      - the test suite (CPU, offline after the first install)
 # make ablation  - run studies/default.toml and write results/default/report.md
+# make ablation WORKERS=N - the same with N local worker processes sharing the study (one GPU each);
+#                  the storage is results/<study>/journal.log, or $HARNESS_STORAGE (e.g. postgresql://...)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STUDY  ?= studies/default.toml
+WORKERS ?=
 
 .PHONY: install test ablation report clean
 
@@ -19,7 +22,11 @@ test: install
 	$(PY) -m pytest -q
 
 ablation: install
+ifeq ($(WORKERS),)
 	$(PY) -m harness run $(STUDY)
+else
+	$(PY) -m harness worker $(STUDY) --processes $(WORKERS)
+endif
 
 report: install
 	$(PY) -m harness.report results/$(basename $(notdir $(STUDY)))

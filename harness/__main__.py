@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def add_worker_commands(commands) -> None:
     for command in (worker, collect):
         command.add_argument("study", help="study file, e.g. studies/default.toml")
         command.add_argument("--storage", help="postgresql://user@host/db, sqlite:///path or journal:///path "
-                                               "(default: journal file results/<study>/journal.log)")
+                                               "(default: $HARNESS_STORAGE, else results/<study>/journal.log)")
         command.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                              help="override a study key (every worker must give the same)")
         command.add_argument("--results", help="results directory (default: results/<study name>)")
@@ -75,13 +76,13 @@ def add_worker_commands(commands) -> None:
 
 
 def worker_command(args: argparse.Namespace, console: Console) -> int:
-    from harness import distributed
+    from harness import distributed, worker
     from harness.display import Display
 
     study, results, storage, options = shared_study(args)
     storage_handle = distributed.open_storage(storage, args.heartbeat, args.grace)  # bad URL: fail before any start
     if args.processes:
-        code = distributed.launch(child_args(args, results, storage), args.processes)
+        code = worker.launch(child_args(args, results), storage, args.processes)
         return code or report(args, results, console)
     if args.threads:
         import torch
@@ -89,9 +90,9 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
         torch.set_num_threads(args.threads)
     shared = distributed.Shared(study, storage_handle, args.grace)
     with Display(console, enabled=not args.quiet) as display:
-        ctx = distributed.prepare(study, args.study, results, display, options)
-        abandoned = distributed.work(ctx, shared, options)
-    console.print(f"{distributed.worker_id()}: done; {distributed.export(shared, results, storage)} new runs in {results}")
+        ctx = worker.prepare(study, args.study, results, display, options)
+        abandoned = worker.work(ctx, shared, options)
+    console.print(f"{worker.worker_id()}: done; {worker.export(shared, results, storage)} new runs in {results}")
     if abandoned:
         console.print(f"[red]error:[/red] given up after {distributed.MAX_ATTEMPTS} workers died on each of: "
                       + ", ".join(f"{s.cell.id} {s.role} {s.index}" for s in abandoned), highlight=False)
@@ -100,33 +101,33 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def collect_command(args: argparse.Namespace, console: Console) -> int:
-    from harness import distributed
+    from harness import distributed, worker
     from harness.display import Display
     from harness.store import MANIFEST
 
     study, results, storage, options = shared_study(args)
     shared = distributed.Shared(study, distributed.open_storage(storage, args.heartbeat, args.grace), args.grace)
     if not (results / MANIFEST).exists():  # a machine that ran no worker: manifest and splits first
-        distributed.prepare(study, args.study, results, Display(console, enabled=False), options)
-    console.print(f"{distributed.export(shared, results, storage)} new runs in {results}")
+        worker.prepare(study, args.study, results, Display(console, enabled=False), options)
+    console.print(f"{worker.export(shared, results, storage)} new runs in {results}")
     return report(args, results, console)
 
 
 def shared_study(args: argparse.Namespace):
-    from harness import distributed
+    from harness import worker
     from harness.study import load_study
 
     study = load_study(args.study, args.overrides)
     results = Path(args.results or Path("results") / study.name)
-    storage = args.storage or f"journal://{(results / 'journal.log').resolve()}"
+    storage = args.storage or os.environ.get(worker.STORAGE_ENV) or f"journal://{(results / 'journal.log').resolve()}"
     poll = max(1.0, min(10.0, args.heartbeat / 2))
-    return study, results, storage, distributed.Options(storage, args.heartbeat, args.grace, poll)
+    return study, results, storage, worker.Options(storage, args.heartbeat, args.grace, poll)
 
 
-def child_args(args: argparse.Namespace, results: Path, storage: str) -> list[str]:
-    """The command line of each local worker: this one's, without --processes."""
+def child_args(args: argparse.Namespace, results: Path) -> list[str]:
+    """The command line of each local worker: this one's, without --processes and --storage."""
     sets = [item for o in args.overrides for item in ("--set", o)]
-    return [args.study, "--storage", storage, "--results", str(results), *sets, "--heartbeat",
+    return [args.study, "--results", str(results), *sets, "--heartbeat",
             str(args.heartbeat), "--grace", str(args.grace), "--quiet", "--no-report"]
 
 

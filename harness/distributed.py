@@ -32,14 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
-import fcntl
-import json
-import os
-import platform
 import re
-import subprocess
-import sys
 import threading
 import time
 import warnings
@@ -52,11 +45,9 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import runner, tuning
-from harness.display import Display
+from harness import tuning
 from harness.errors import HarnessError
 from harness.grid import Cell, expand
-from harness.store import MANIFEST, Store, read_records, record_key, write_atomic, write_manifest
 from harness.study import Study
 
 MAX_ATTEMPTS = 3  # a slot whose worker died this many times is given up (it may be what kills them)
@@ -183,7 +174,9 @@ class SlotState:
 
     @property
     def abandoned(self) -> bool:
-        return self.done is None and not self.live and len(self.killed) >= MAX_ATTEMPTS
+        """Its worker died MAX_ATTEMPTS times; a worker stopped with Ctrl-C does not count."""
+        deaths = [t for t in self.killed if not own(t, "interrupted")]
+        return self.done is None and not self.live and len(deaths) >= MAX_ATTEMPTS
 
 
 def survey(shared: Shared, cell: Cell, role: str) -> dict[Slot, SlotState]:
@@ -336,173 +329,10 @@ def finish(unit: Unit, record: dict) -> None:
 
 
 def retry_of(trial: FrozenTrial) -> int | None:
+    """The trial this one retries: Optuna's callback notes it in system attrs, ``repair`` in user attrs.
+
+    Each copies the other's attrs into the retry, so the latest (highest) is the one retried.
+    """
     history = trial.system_attrs.get("retry_history") or []
-    return trial.user_attrs.get("retry_of", history[-1] if history else None)
-
-
-# --- the worker ------------------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-    storage: str  # URL as given; only redact(storage) is ever written down
-    heartbeat: int = 60  # seconds between heartbeats of a running trial
-    grace: int = 180  # seconds without a heartbeat before a trial is failed and retried
-    poll: float = 10.0  # seconds an idle worker waits before looking again
-
-
-def worker_id() -> str:
-    return f"{platform.node()}:{os.getpid()}"
-
-
-def prepare(study: Study, study_file: str, results: Path, display: Display, options: Options) -> runner.Context:
-    """runner.prepare, with the writes to the results directory under a lock shared by local workers."""
-    ctx = runner.load_context(study, results, display)
-    with locked(results):
-        check_storage(results, redact(options.storage))
-        write_manifest(results, study.to_dict(), study.fingerprint(), study_file, runner.device_name(ctx.device))
-        runner.write_splits(results, ctx.dataset)
-        update_manifest(results, storage=redact(options.storage))
-    if any(d > 0 for d in ctx.depths.values()):  # the frozen-prefix pass now, not inside a claimed trial
-        ctx.inputs(max(ctx.depths.values()))
-    return ctx
-
-
-@contextlib.contextmanager
-def locked(results: Path) -> Iterator[None]:
-    """An exclusive lock on the results directory, for workers of one machine writing the same files."""
-    results.mkdir(parents=True, exist_ok=True)
-    with open(results / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def check_storage(results: Path, storage: str) -> None:
-    """A store filled from one storage never takes records from another: trial numbers would clash."""
-    path = results / MANIFEST
-    old = json.loads(path.read_text()).get("storage") if path.exists() else None
-    if read_records(results) and old != storage:
-        raise HarnessError(f"{results}: holds runs from {old or 'python -m harness run'}, not from storage "
-                           f"{storage}; use --results for a new directory")
-
-
-def update_manifest(results: Path, **fields) -> None:
-    path = results / MANIFEST
-    old = json.loads(path.read_text()) if path.exists() else {}
-    write_atomic(path, json.dumps(old | fields, indent=2, sort_keys=True))
-
-
-def work(ctx: runner.Context, shared: Shared, options: Options) -> list[Slot]:
-    """Run units until every slot of the study is done; the slots given up on, if any."""
-    me = worker_id()
-    plan(shared, options.poll)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    shared.plan_study().set_user_attr(f"worker:{me}:{started}", {  # a key per worker: no lost update
-        "host": platform.node(), "pid": os.getpid(), "device": runner.device_name(ctx.device), "started": started})
-    last_check = float("-inf")
-    while True:
-        if time.monotonic() - last_check > options.heartbeat:  # stale trials: at most once per beat
-            for cell in expand(shared.study):
-                for role in ("tune", "eval"):
-                    fail_stale(shared, shared.optuna_study(cell, role))
-            last_check = time.monotonic()
-        unit = claim(shared, me)
-        if unit is not None:
-            execute(ctx, shared, unit, options)
-            continue
-        states = {k: v for cell in expand(shared.study) for role in ("tune", "eval")
-                  for k, v in survey(shared, cell, role).items()}
-        if settled(states):
-            return [slot for slot, state in states.items() if state.abandoned]
-        if not repair(shared, states):
-            time.sleep(options.poll)
-
-
-def execute(ctx: runner.Context, shared: Shared, unit: Unit, options: Options) -> None:
-    """Train the unit with heartbeats, store its record in the trial; a failure to do so is retried."""
-    slot, number = unit.slot, unit.trial.number
-    ctx.display.start_cell(f"{slot.cell.id} {slot.role} {slot.index} (trial {number})", 1, 0)
-    ctx.display.start_run(f"{slot.role} {slot.index}", slot.cell.epochs)
-    try:
-        with beating(shared, unit, options.heartbeat):
-            record = train(ctx, shared, unit)
-            record |= {"worker": worker_id(), "optuna_trial": number, "retry_of": retry_of(unit.frozen)}
-            finish(unit, record)
-    except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale under us: its retry records it
-        ctx.display.log(f"{worker_id()}: {slot.cell.id} {slot.role} {slot.index}: trial {number} was failed "
-                        "as stale while running; dropped")
-        return
-    except BaseException:  # interrupted: fail now, so the slot is retried without waiting for the grace
-        with contextlib.suppress(Exception):
-            unit.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-        raise
-    ctx.display.run_done(record["status"])
-    ctx.display.log(f"{worker_id()}: {slot.cell.id} {slot.role} {slot.index} trial {number}: "
-                    f"{record['status']} in {record.get('seconds', 0):.1f} s")
-
-
-def train(ctx: runner.Context, shared: Shared, unit: Unit) -> dict:
-    study, cell = shared.study, unit.slot.cell
-    if unit.slot.role == "tune":  # sampler seeded per slot: a slot's draw does not depend on who runs it
-        unit.study.sampler = tuning.make_sampler(study.search, study.seeds.tune[0], unit.slot.index)
-        return runner.run_trial(ctx, cell, unit.trial)
-    params = eval_params(shared, cell)
-    return runner.run_one(ctx, cell, unit.slot.index, params, role="eval")
-
-
-def eval_params(shared: Shared, cell: Cell) -> dict:
-    """The best tuning trial's parameters (every worker gets the same: tuning is settled), else fixed."""
-    search = shared.study.search
-    tune = shared.optuna_study(cell, "tune")
-    if search.trials and tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return tuning.best_params(tune)
-    return {"lr": search.fixed_lr, "batch_size": search.fixed_batch_size}
-
-
-# --- results ---------------------------------------------------------------------------------
-
-def done_records(shared: Shared) -> list[dict]:
-    """Every done unit's record, in grid order: tuning slots, then evaluation seeds."""
-    records = []
-    for cell in expand(shared.study):
-        for role in ("tune", "eval"):
-            states = survey(shared, cell, role)
-            records += [own(s.done, "result") for _, s in sorted(states.items(), key=lambda kv: kv[0].index)
-                        if s.done is not None]
-    return records
-
-
-def export(shared: Shared, results: Path, storage: str) -> int:
-    """Append to runs.jsonl every done record it lacks, list the workers in the manifest; how many."""
-    with locked(results):
-        check_storage(results, redact(storage))
-        store = Store(results)
-        have = store.done()
-        new = [r for r in done_records(shared) if record_key(r) not in have]
-        for record in new:
-            store.append(record)
-        workers = sorted(shared.plan_study().user_attrs.items())
-        update_manifest(results, storage=redact(storage), workers=[v for k, v in workers if k.startswith("worker:")])
-    return len(new)
-
-
-# --- local worker processes ------------------------------------------------------------------
-
-def launch(worker_args: list[str], processes: int) -> int:
-    """Start ``processes`` workers on this machine and wait: one GPU each, or the CPU cores split."""
-    gpus = visible_gpus()
-    threads = max(1, len(os.sched_getaffinity(0)) // processes)
-    children = []
-    for i in range(processes):
-        env = os.environ | ({"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if len(gpus) > 1 else {})
-        command = [sys.executable, "-m", "harness", "worker", *worker_args, "--threads", str(threads)]
-        children.append(subprocess.Popen(command, env=env))
-    return max(child.wait() for child in children)
-
-
-def visible_gpus() -> list[str]:
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [g for g in listed.split(",") if g.strip()]
-    import torch
-
-    return [str(i) for i in range(torch.cuda.device_count())]
+    candidates = [n for n in (trial.user_attrs.get("retry_of"), history[-1] if history else None) if n is not None]
+    return max(candidates, default=None)

@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import optuna
 import pytest
 
-from harness import distributed, tuning
+from harness import distributed, tuning, worker
 from harness.display import Display
 from harness.errors import HarnessError
 from harness.grid import expand
@@ -116,8 +116,8 @@ def stub_worker(url: str, log: Path, hang: bool) -> None:
     """A worker whose 'training' writes one line per unit it starts; ``hang``: stop in the first one."""
     study = load_study(SMOKE)
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
-    options = distributed.Options(url, HEARTBEAT, GRACE, poll=0.2)
-    ctx = SimpleNamespace(display=Display(enabled=False), device=__import__("torch").device("cpu"))
+    options = worker.Options(url, HEARTBEAT, GRACE, poll=0.2)
+    ctx = SimpleNamespace(display=Display(enabled=False), device=__import__("torch").device("cpu"), depths={})
 
     def train(ctx, shared, unit):
         slot = unit.slot
@@ -132,11 +132,11 @@ def stub_worker(url: str, log: Path, hang: bool) -> None:
             return record | {"seed": 0, "trial": unit.trial.number, "params": params, "objective": params["lr"]}
         tune = shared.optuna_study(slot.cell, "tune")
         assert distributed.settled(distributed.survey(shared, slot.cell, "tune"))  # evaluation waits for tuning
-        return record | {"seed": slot.index, "trial": None, "params": distributed.eval_params(shared, slot.cell),
+        return record | {"seed": slot.index, "trial": None, "params": worker.eval_params(shared, slot.cell),
                          "best_trial": tune.best_trial.number}
 
-    distributed.train = train
-    distributed.work(ctx, shared, options)
+    worker.train = train
+    worker.work(ctx, shared, options)
 
 
 def start_stubs(url: str, log: Path, n: int, hang: bool = False) -> list:
@@ -159,8 +159,8 @@ def all_slots(study) -> list[tuple]:
 def export(url: str, results: Path) -> list[dict]:
     study = load_study(SMOKE)
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
-    distributed.export(shared, results, url)
-    distributed.export(shared, results, url)  # twice: nothing added the second time
+    worker.export(shared, results, url)
+    worker.export(shared, results, url)  # twice: nothing added the second time
     return read_records(results)
 
 
@@ -226,7 +226,7 @@ def test_a_results_directory_takes_runs_from_one_storage_only(tmp_path):
     results.mkdir()
     (results / "runs.jsonl").write_text(json.dumps({"cell": "c", "role": "eval", "seed": 1}) + "\n")
     with pytest.raises(HarnessError, match="use --results"):
-        distributed.check_storage(results, "journal:///elsewhere.log")
+        worker.check_storage(results, "journal:///elsewhere.log")
 
 
 # --- real workers ----------------------------------------------------------------------------
