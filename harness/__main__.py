@@ -120,7 +120,7 @@ def shared_study(args: argparse.Namespace):
     study = load_study(args.study, args.overrides)
     results = Path(args.results or Path("results") / study.name)
     storage = args.storage or os.environ.get(worker.STORAGE_ENV) or f"journal://{(results / 'journal.log').resolve()}"
-    poll = max(1.0, min(10.0, args.heartbeat / 2))
+    poll = max(1.0, min(5.0, args.heartbeat / 2))
     return study, results, storage, worker.Options(storage, args.heartbeat, args.grace, poll)
 
 

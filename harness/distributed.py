@@ -212,8 +212,15 @@ def plan(shared: Shared, poll: float) -> None:
     shared.plan_study().set_user_attr("planned", True)
 
 
-def fail_stale(shared: Shared, study: optuna.Study) -> None:
-    """Fail RUNNING trials whose worker stopped beating.
+def fail_stale(shared: Shared) -> None:
+    """Fail RUNNING trials whose worker stopped beating, in every Optuna study of the harness study."""
+    for cell in expand(shared.study):
+        for role in ("tune", "eval"):
+            fail_stale_in(shared, shared.optuna_study(cell, role))
+
+
+def fail_stale_in(shared: Shared, study: optuna.Study) -> None:
+    """Fail RUNNING trials of one Optuna study whose worker stopped beating.
 
     RDB: Optuna's heartbeat; its retry callback enqueues the copy. The journal storage
     has no heartbeat in Optuna 5, so workers write a ``lease`` time into the trial and

@@ -44,7 +44,7 @@ class Options:
     storage: str  # URL as given; only redact(storage) is ever written down
     heartbeat: int = 60  # seconds between heartbeats of a running trial
     grace: int = 180  # seconds without a heartbeat before a trial is failed and retried
-    poll: float = 10.0  # seconds an idle worker waits before looking again
+    poll: float = 5.0  # at most this many seconds between looks of an idle worker
 
 
 def worker_id() -> str:
@@ -95,23 +95,23 @@ def work(ctx: runner.Context, shared: Shared, options: Options) -> list[Slot]:
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     shared.plan_study().set_user_attr(f"worker:{me}:{started}", {  # a key per worker: no lost update
         "host": platform.node(), "pid": os.getpid(), "device": runner.device_name(ctx.device), "started": started})
-    last_check = float("-inf")
+    last_check, idle = float("-inf"), 0.5
     while True:
         if time.monotonic() - last_check > options.heartbeat:  # stale trials: at most once per beat
-            for cell in expand(shared.study):
-                for role in ("tune", "eval"):
-                    fail_stale(shared, shared.optuna_study(cell, role))
+            fail_stale(shared)
             last_check = time.monotonic()
         unit = claim(shared, me)
         if unit is not None:
             execute(ctx, shared, unit, options)
+            idle = 0.5
             continue
         states = {k: v for cell in expand(shared.study) for role in ("tune", "eval")
                   for k, v in survey(shared, cell, role).items()}
         if settled(states):
             return [slot for slot, state in states.items() if state.abandoned]
-        if not repair(shared, states):
-            time.sleep(options.poll)
+        if not repair(shared, states):  # waiting for others' trials: look again soon, then less often
+            time.sleep(idle)
+            idle = min(2 * idle, options.poll)
 
 
 def execute(ctx: runner.Context, shared: Shared, unit: Unit, options: Options) -> None:
