@@ -226,14 +226,19 @@ def fail_stale_in(shared: Shared, study: optuna.Study) -> None:
     has no heartbeat in Optuna 5, so workers write a ``lease`` time into the trial and
     stale ones are failed here by hand; ``repair`` enqueues their retry. (Leases
     compare clocks of different machines: keep them NTP-synchronised, grace >> skew.)
+    On RDB too, a trial whose worker died between the pop and its first beat has no
+    heartbeat, which Optuna never calls stale: it is failed here from its start time.
     """
-    if isinstance(shared.storage, RDBStorage):
+    rdb = isinstance(shared.storage, RDBStorage)
+    if rdb:
         optuna.storages.fail_stale_trials(study)
-        return
     now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        lease = own(t, "lease") or (t.datetime_start.timestamp() if t.datetime_start else now)
-        if now - lease > shared.grace:
+        lease = own(t, "lease")
+        if lease is not None and rdb:
+            continue  # beating: Optuna's heartbeat watches it
+        since = lease if lease is not None else t.datetime_start.timestamp() if t.datetime_start else now
+        if now - since > shared.grace:
             study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)  # another worker may be first
 
 
@@ -285,6 +290,7 @@ def pop(shared: Shared, cell: Cell, role: str, worker: str) -> Unit | None:
     # Optuna warns that heartbeats are meant for optimize(); ask/tell with our own beat thread is the same
     with warnings.catch_warnings(action="ignore", category=UserWarning):
         trial = study.ask()
+    first_beat(shared, trial)
     trials = study.get_trials(deepcopy=False)
     frozen = next(t for t in trials if t.number == trial.number)
     slot = Slot(cell, role, frozen.user_attrs.get("slot", -1))
@@ -298,15 +304,21 @@ def pop(shared: Shared, cell: Cell, role: str, worker: str) -> Unit | None:
     return Unit(slot, study, trial, frozen)
 
 
+def first_beat(shared: Shared, trial: optuna.Trial) -> None:
+    """Right after the pop: Optuna's heartbeat (RDB), then the lease; see fail_stale_in for why both."""
+    if isinstance(shared.storage, RDBStorage):
+        shared.storage.record_heartbeat(trial._trial_id)  # private, as in Optuna's own (private) beat thread
+    mark(trial, "lease", time.time())
+
+
 @contextlib.contextmanager
 def beating(shared: Shared, unit: Unit, interval: float) -> Iterator[None]:
     """Heartbeats while a unit runs: Optuna's on RDB, a lease user attr on the journal."""
     stop = threading.Event()
-    trial_id = unit.trial._trial_id  # private, as in Optuna's own heartbeat thread (also private)
 
     def beat() -> None:
         if isinstance(shared.storage, RDBStorage):
-            shared.storage.record_heartbeat(trial_id)
+            shared.storage.record_heartbeat(unit.trial._trial_id)
         else:
             mark(unit.trial, "lease", time.time())
 
@@ -315,7 +327,6 @@ def beating(shared: Shared, unit: Unit, interval: float) -> Iterator[None]:
             with contextlib.suppress(Exception):  # a missed beat is retried; a dead link shows as stale
                 beat()
 
-    beat()  # at once: a RUNNING trial with no beat yet is never seen as stale by Optuna
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:

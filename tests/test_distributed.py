@@ -221,6 +221,27 @@ def test_a_killed_workers_trial_is_retried_by_the_others_and_never_stored(storag
     assert any(distributed.retry_of(t) == killed[3] for t in trials)
 
 
+def pop_and_die(url: str) -> None:
+    """Plan the study, pop a trial and die before its first heartbeat."""
+    shared = distributed.Shared(load_study(SMOKE), distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
+    distributed.plan(shared, 0.1)
+    shared.optuna_study(expand(shared.study)[0], "tune").ask()
+    os._exit(0)
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(storage_url, tmp_path):
+    dying = multiprocessing.get_context("fork").Process(target=pop_and_die, args=(storage_url,))
+    dying.start()
+    dying.join()
+    log = tmp_path / "started.jsonl"
+    for w in start_stubs(storage_url, log, 2):
+        w.join(120)
+        assert w.exitcode == 0
+    study = load_study(SMOKE)
+    assert sorted(tuple(u[:3]) for u in units_started(log)) == sorted(all_slots(study))
+    check_store(export(storage_url, tmp_path / "results"), study)
+
+
 def test_a_results_directory_takes_runs_from_one_storage_only(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
