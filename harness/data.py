@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.sources import read_source
+from harness.sources import read_source, redact
 from harness.study import ALL, DataSpec
 
 
@@ -42,7 +42,7 @@ def load_dataset(spec: DataSpec) -> Dataset:
     frame = read_source(spec.source, spec.sha256)
     if spec.max_rows:
         frame = frame.iloc[: spec.max_rows]
-    where = f"data.source '{spec.source}'"
+    where = f"data.source '{redact(spec.source)}'"
     for key, column in (("text_column", spec.text_column), ("label_column", spec.label_column),
                         ("group_column", spec.group_column)):
         if column and column not in frame.columns:

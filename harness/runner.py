@@ -134,6 +134,10 @@ def run_cell(ctx: Context, cell: Cell) -> None:
     done = ctx.store.done()
     n_runs = study.search.trials + len(study.seeds.evaluate)
     ctx.display.start_cell(cell.id, n_runs, sum(1 for k in done if k[0] == cell.id))
+    try:  # the frozen-prefix pass now, before a trial is RUNNING: a kill during it costs no retry
+        ctx.inputs(ctx.depths[cell])
+    except Exception:  # noqa: BLE001 - each run of the cell meets it again and records it as failed
+        pass
     params = tune_cell(ctx, cell) if study.search.trials else {
         "lr": study.search.fixed_lr, "batch_size": study.search.fixed_batch_size}
     for seed in study.seeds.evaluate:

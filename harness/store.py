@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.sources import redact
 
 RUNS = "runs.jsonl"
 MANIFEST = "manifest.json"
@@ -104,6 +105,8 @@ def write_manifest(directory: Path, study: dict, fingerprint: str, study_file: s
     path = directory / MANIFEST
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     old = json.loads(path.read_text()) if path.exists() else {}
+    if isinstance(study.get("data"), dict) and "source" in study["data"]:  # no user:password@ on disk
+        study = study | {"data": study["data"] | {"source": redact(study["data"]["source"])}}
     sessions = old.get("sessions", []) + [{"started": now, "device": device, "host": platform.node()}]
     manifest = {
         "study": study, "fingerprint": fingerprint, "study_file": study_file,

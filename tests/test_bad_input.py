@@ -1,0 +1,211 @@
+"""Bad input through the real command line: one clear line, exit status 2, results/ untouched.
+
+Each case writes a small study and data file in a temporary directory, puts a
+results directory there that the study owns (so that the owner check passes
+and the case reaches its own check), runs ``python -m harness run``, and checks
+the message names the file, key or column and that no byte of results/ moved.
+Every case fails before any training. Errors in the study's own values are
+caught as it loads, before torch is imported; those run through the same
+``main()`` in this process, which saves a subprocess start (~5 s) each.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.__main__ import main
+from harness.data import load_dataset
+from harness.errors import HarnessError
+from harness.store import Store, write_manifest
+from harness.study import DataSpec, load_study
+
+REVIEWS = Path(__file__).parents[2] / "shared" / "data" / "amazon_multidomain_8k.csv"
+
+STUDY = """\
+# python -m harness run study.toml
+name = "bad"
+[data]
+source = "data.csv"
+text_column = "text"
+label_column = "label"
+[grid]
+data_sizes = [16]
+epochs = [1]
+freeze = ["all"]
+[seeds]
+evaluate = [1]
+[search]
+trials = 0
+"""
+
+
+def csv(rows: list[tuple[str, str]], header: str = "text,label") -> bytes:
+    return ("\n".join([header] + [f"{t},{y}" for t, y in rows]) + "\n").encode()
+
+
+GOOD_ROWS = [(f"{'great' if i % 2 else 'awful'} product {i}", str(i % 2)) for i in range(60)]
+GOOD = csv(GOOD_ROWS)
+REAL = [f'data.source="{REVIEWS}"', 'data.text_column="reviewText"']
+
+# id, data.csv bytes, --set overrides, expected parts of the one-line message
+CASES = [
+    ("text-column-missing", GOOD, ['data.text_column="review"'],
+     ["data.csv", "data.text_column 'review' is not a column", "columns: text, label"]),
+    ("label-column-misnamed", GOOD, REAL + ['data.label_column="ispositive"'],
+     ["amazon_multidomain_8k.csv", "data.label_column 'ispositive' is not a column", "isPositive"]),
+    ("empty-file", b"", [], ["data.csv: the file is empty"]),
+    ("header-only", b"text,label\n", [], ["data.csv: the file has no rows"]),
+    ("latin-1-encoding", "text,label\ncaf\xe9 cr\xe8me,1\nna\xefve,0\n".encode("latin-1"), [],
+     ["data.csv: not UTF-8 text"]),
+    ("utf-16-encoding", GOOD.decode().encode("utf-16"), [], ["data.csv: not UTF-8 text"]),
+    ("whitespace-only-texts", csv([("   ", "0"), ('""', "1"), ("\t", "1")]), [],
+     ["data.csv", "column 'text' has no non-empty text"]),
+    ("nan-label", csv(GOOD_ROWS[:10] + [("a fine text", "")] + GOOD_ROWS[10:]), [],
+     ["data.csv", "label column 'label' has 1 missing values", "row 10"]),
+    ("non-numeric-label-with-thresholds", csv(GOOD_ROWS + [("a fine text", "positive")]),
+     ["data.thresholds=[0.5]"], ["data.csv", "label column 'label' must be numeric", "'positive'"]),
+    ("unexpected-label-value", csv(GOOD_ROWS + [("a fine text", "2")]), ['data.class_names=["neg", "pos"]'],
+     ["data.csv", "data.class_names has 2 names but label column 'label' has 3 values"]),
+    ("single-class", csv([(t, "1") for t, _ in GOOD_ROWS]), [],
+     ["data.csv", "label column 'label' has a single class"]),
+    ("single-class-in-first-rows", GOOD, REAL + ['data.label_column="isPositive"', "data.max_rows=300"],
+     ["amazon_multidomain_8k.csv", "label column 'isPositive' has a single class"]),
+    ("data-size-larger-than-data", GOOD, REAL + ['data.label_column="isPositive"', "grid.data_sizes=[9000]"],
+     ["grid.data_sizes: 9000 is larger than the training pool"]),
+    ("freeze-deeper-than-model", GOOD, ["grid.freeze=[9]"],
+     ["grid.freeze: 9 is deeper than the model's 6 encoder blocks"]),
+    ("unknown-model-offline", GOOD, ['model.name="no-such-org/no-such-model"'],
+     ["model.name 'no-such-org/no-such-model'", "cannot load"]),
+    ("unreachable-url", GOOD, ['data.source="http://127.0.0.1:9/x.csv"'],
+     ["data.source 'http://127.0.0.1:9/x.csv'", "cannot download"]),
+    ("checksum-mismatch", GOOD, [f'data.sha256="{"0" * 64}"'], ["data.source 'data.csv'", "sha256 is", "expected 000"]),
+    ("no-such-data-file", GOOD, ['data.source="nope.csv"'], ["data.source 'nope.csv'", "no such file"]),
+]
+
+# errors in the study itself, caught as it loads, before torch is imported: run in this process
+# through the same entry point, main(), to save a subprocess start each
+STUDY_CASES = [
+    ("unknown-top-level-key", ["epochs=3"], ["study.toml", "key 'epochs': unknown key"]),
+    ("unknown-nested-key", ["train.lr=1e-4"], ["study.toml", "key 'train.lr': unknown key"]),
+    ("wrong-type", ["search.trials=1.5"], ["study.toml", "key 'search.trials': expected int, got float"]),
+    ("wrong-type-in-list", ['grid.epochs=["five"]'], ["study.toml", "key 'grid.epochs': expected int"]),
+    ("negative-epochs", ["grid.epochs=[-1]"], ["study.toml", "key 'grid.epochs'", "positive"]),
+    ("negative-data-size", ["grid.data_sizes=[-5]"], ["study.toml", "key 'grid.data_sizes'", "positive"]),
+    ("lr-zero", ["search.lr=[0.0, 1e-3]"], ["study.toml", "key 'search.lr'", "0 < low"]),
+    ("fixed-lr-negative", ["search.fixed_lr=-1e-4"], ["study.toml", "key 'search.fixed_lr'"]),
+    ("max-length-impossible", ["model.max_length=4"], ["study.toml", "key 'model.max_length'"]),
+    ("malformed-set", ["search.trials"], ["--set 'search.trials'", "expected key=value"]),
+]
+
+
+def write_study(directory: Path, text: str = STUDY) -> Path:
+    path = directory / "study.toml"
+    path.write_text(text)
+    return path
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def owned_results(root: Path, study_file: Path, overrides: list[str], fingerprint: str | None = None) -> Path:
+    """results/bad as a finished earlier session of this study left it (or of another study)."""
+    try:
+        study = load_study(study_file, overrides)
+        fingerprint = fingerprint or study.fingerprint()
+        resolved = study.to_dict()
+    except HarnessError:  # the case fails at load time: any owner will do
+        fingerprint, resolved = fingerprint or "0" * 16, {"name": "bad"}
+    results = root / "results" / "bad"
+    write_manifest(results, resolved, fingerprint, str(study_file), "cpu")
+    Store(results).append({"cell": "n=16|ep=1|freeze=all", "role": "eval", "seed": 1, "status": "ok"})
+    (results / "report.md").write_text("# an earlier report\n")
+    return results
+
+
+def harness_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "80"}
+    return subprocess.run([sys.executable, "-m", "harness", "run", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, parts: list[str]) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ")
+    for part in parts:
+        assert part in lines[0], (part, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("data, overrides, parts", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_results_untouched(tmp_path, data, overrides, parts):
+    (tmp_path / "data.csv").write_bytes(data)
+    results = owned_results(tmp_path, write_study(tmp_path), overrides)
+    before = snapshot(tmp_path)
+    done = harness_run(tmp_path, "study.toml", *[a for o in overrides for a in ("--set", o)])
+    assert_one_line_error(done, parts)
+    assert snapshot(tmp_path) == before  # nothing in results/ (or beside it) was written
+    assert sorted(os.listdir(results)) == ["manifest.json", "report.md", "runs.jsonl"]
+
+
+@pytest.mark.parametrize("overrides, parts", [c[1:] for c in STUDY_CASES], ids=[c[0] for c in STUDY_CASES])
+def test_bad_study_value_is_one_line_exit_2_and_results_untouched(tmp_path, monkeypatch, capsys, overrides,
+                                                                   parts):
+    (tmp_path / "data.csv").write_bytes(GOOD)
+    owned_results(tmp_path, write_study(tmp_path), overrides)
+    before = snapshot(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "study.toml", *[a for o in overrides for a in ("--set", o)]])
+    out = capsys.readouterr()
+    assert_one_line_error(subprocess.CompletedProcess([], code, out.out, out.err), parts)
+    assert snapshot(tmp_path) == before
+
+
+# cases about the study file itself or the results directory, not a --set away from the good study
+@pytest.mark.parametrize("study_text, study_name, owner, parts", [
+    (STUDY, "study.toml", "f" * 16, ["results/bad: written by study 'bad' with fingerprint ffff",
+                                     "use --results for a new directory"]),
+    (STUDY.replace("trials = 0", "trials = 0\ntrails = 2"), "study.toml", None,
+     ["study.toml", "key 'search.trails': unknown key"]),
+    (STUDY.replace('name = "bad"', 'name = "bad"\nname = "twice"'), "study.toml", None,
+     ["study.toml", "not a valid TOML file"]),
+    (STUDY, "missing.toml", None, ["missing.toml: no such study file"]),
+    (STUDY.replace('"data.csv"', '"http://user:s3cret@127.0.0.1:9/x.csv"'), "study.toml", None,
+     ["data.source 'http://***@127.0.0.1:9/x.csv'", "cannot download"]),
+    (STUDY.replace('"data.csv"', '"https://user:s3cret@127.0.0.1/x.csv"'), "study.toml", None,
+     ["data.source 'https://***@127.0.0.1/x.csv'", "cannot download"]),  # urllib alone prints it as a bad port
+], ids=["results-of-another-study", "misspelt-key-in-file", "duplicate-key", "no-study-file",
+        "credentials-in-url-redacted", "credentials-in-url-without-port"])
+def test_bad_study_file_or_results_directory(tmp_path, study_text, study_name, owner, parts):
+    (tmp_path / "data.csv").write_bytes(GOOD)
+    owned_results(tmp_path, write_study(tmp_path, study_text), [], fingerprint=owner)
+    before = snapshot(tmp_path)
+    line = assert_one_line_error(harness_run(tmp_path, study_name), parts)
+    assert "s3cret" not in line
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("texts, dropped", [
+    (["  ", "", "\t\n"], 3),
+    ([], 0),
+])
+def test_empty_texts_are_dropped_and_counted(tmp_path, texts, dropped):
+    rows = GOOD_ROWS + [(f'"{t}"', "1") for t in texts]
+    (tmp_path / "data.csv").write_bytes(csv(rows))
+    dataset = load_dataset(DataSpec(source=str(tmp_path / "data.csv"), text_column="text", label_column="label"))
+    assert dataset.dropped_empty == dropped
+    assert len(dataset.texts) == len(GOOD_ROWS)
+
+
+def test_credentials_in_a_data_url_never_reach_the_manifest(tmp_path):
+    study = load_study(write_study(tmp_path, STUDY.replace('"data.csv"', '"https://ann:s3cret@example.org/d.csv"')))
+    write_manifest(tmp_path / "results", study.to_dict(), study.fingerprint(), "study.toml", "cpu")
+    text = (tmp_path / "results" / "manifest.json").read_text()
+    assert "s3cret" not in text and "https://***@example.org/d.csv" in text
