@@ -76,9 +76,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="GPU throughput and MFU: when CUDA is there (auto), never, or nothing else")
     parser.add_argument("--compile", action="store_true", help="GPU: also time the harness under torch.compile")
     parser.add_argument("--gpu-batch", type=int, default=256, help="GPU: training batch size of both sides")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads of both sides (torch.set_num_threads; 0 = torch's default)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats {args.repeats}: expected >= 1")
+    if args.threads < 0:
+        parser.error(f"--threads {args.threads}: expected >= 0")
     return args
 
 
@@ -93,23 +97,33 @@ def main(argv: list[str] | None = None) -> list[dict]:
     # the harness's own choice (harness.runner.pick_device), here without importing Optuna, which
     # the GPU machines lack
     device = torch.device(os.environ.get("HARNESS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
-    lines = [run_cell(cell, data, args.model, device, args.repeats) for cell in cells]
-    results = {"cells": lines, "notes": NOTES, "gpu": None}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        NOTES.append(f"Both sides ran with torch.set_num_threads({args.threads}) (--threads): on cores that other "
+                     "processes also use, fewer threads per process wait less on each other.")
+    results = {"cells": [], "notes": NOTES, "gpu": None}
+    for cell in cells:
+        results["cells"].append(run_cell(cell, data, args.model, device, args.repeats))
+        save(results, argv, device, Path(args.out), final=False)  # a cut-short run leaves its finished cells
     if args.gpu != "off" and device.type == "cuda":
         from bench.gpu import gpu_report
 
         with contextlib.redirect_stdout(sys.stderr):
             results["gpu"] = gpu_report(data, args.model, device, args.compile, args.gpu_batch)
         print(json.dumps(results["gpu"]), flush=True)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    save(results, argv, device, Path(args.out), final=True)
+    for line in results["cells"]:
+        print(json.dumps(line), flush=True)
+    return results["cells"]
+
+
+def save(results: dict, argv: list[str], device: torch.device, out: Path, final: bool) -> None:
     if results["gpu"] is None:  # a CPU run quotes the stored GPU runs (bench/gpu_runs), marked as such
         results["gpu_separate_runs"] = {path.stem: json.loads(path.read_text())["gpu"]
                                         for path in sorted((HERE / "gpu_runs").glob("*.json"))}
-    results["provenance"] = provenance(argv, name, LOADS)
-    write(results, Path(args.out))
-    for line in lines:
-        print(json.dumps(line), flush=True)
-    return lines
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    results["provenance"] = provenance(argv, name, LOADS) | {"complete": final}
+    write(results, out, history=final)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import platform
 import statistics
 from pathlib import Path
@@ -72,7 +73,7 @@ def provenance(argv: list[str], device: str, shared_load: list[float]) -> dict:
     return {"command": "python -m bench " + " ".join(argv), "git_commit": git_commit(),
             "packages": package_versions() | {"accelerate": _version("accelerate")},
             "python": platform.python_version(), "device": device, "host": platform.node(),
-            "torch_threads": torch.get_num_threads(), "load_average_during_run": shared_load,
+            "torch_threads": torch.get_num_threads(), "cores": os.cpu_count(), "load_average_during_run": shared_load,
             "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -100,9 +101,10 @@ def render(results: dict) -> str:
            f"git {prov['git_commit']}, device {prov['device']}, torch threads {prov['torch_threads']}, "
            f"finished {prov['finished']}.", ""]
     load = prov.get("load_average_during_run") or []
-    if load and max(load) > prov["torch_threads"] + 0.5:
+    cores = prov.get("cores") or prov["torch_threads"]
+    if load and max(load) > cores + 0.5:
         out += [f"The machine was shared while this ran: 1-minute load average between {min(load):.1f} and "
-                f"{max(load):.1f} on {prov['torch_threads']} cores. Both sides of a cell ran interleaved, "
+                f"{max(load):.1f} on {cores} cores. Both sides of a cell ran interleaved, "
                 "so the ratios are fairer than the seconds.", ""]
     out += ["Seconds are medians of the runs with [min, max]; accuracy is the mean test accuracy over the "
             "cell's seeds on the fixed 500-review test set; se is the standard error of the difference. "
@@ -134,14 +136,17 @@ def render(results: dict) -> str:
                     out.append(f"| {name} | {gpu['gpu']} | {gpu['batch_size']} | {side} | "
                                f"{gpu[f'{side}_samples_s']:.0f} | {'-' if mfu is None else f'{100 * mfu:.1f}%'} | "
                                f"{gpu.get(f'{side}_syncs', '-')} |")
+    if not prov.get("complete", True):
+        out += ["", "**Partial: the run was still going (or was stopped) after the cells above.**"]
     out += ["", "Notes:", ""] + [f"- {n}" for n in results.get("notes", [])]
     return "\n".join(out) + "\n"
 
 
-def write(results: dict, directory: Path) -> None:
-    """results.json (this run) and RESULTS.md; each run is also appended to history.jsonl."""
+def write(results: dict, directory: Path, history: bool = True) -> None:
+    """results.json (this run) and RESULTS.md; a finished run is also appended to history.jsonl."""
     directory.mkdir(parents=True, exist_ok=True)
     write_atomic(directory / "results.json", json.dumps(results, indent=2))
     write_atomic(directory / "RESULTS.md", render(results))
-    with open(directory / "history.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(results) + "\n")
+    if history:
+        with open(directory / "history.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(results) + "\n")
