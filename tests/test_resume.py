@@ -32,7 +32,8 @@ RECORD = {"cell": "c", "role": "eval", "seed": 1, "trial": None, "status": "ok"}
 
 # --- the store ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("torn", [b'{"cell": "c", "ro', b"{", b'{"cell": "c"}'], ids=["mid-key", "one-byte", "no-newline"])
+@pytest.mark.parametrize("torn", [b'{"cell": "c", "ro', b"{", b'{"cell": "c"}'],
+                         ids=["mid-key", "one-byte", "no-newline"])
 def test_a_torn_last_line_is_ignored_then_cut_before_the_next_append(tmp_path, torn):
     store = Store(tmp_path)
     store.append(RECORD)
@@ -196,9 +197,12 @@ def kill_at_random_moments(results: Path, rng: random.Random) -> list[int]:
         stored = len(read_records(results))
         proc = subprocess.Popen(command(results), env=env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        running = True if not at_kill else wait_for_records(results, stored + 1, proc)
+        if not at_kill:
+            running, moment = True, rng.uniform(1.0, 10.0)  # seconds from the start
+        else:
+            running, moment = wait_for_records(results, stored + 1, proc), rng.uniform(0.0, 2.0)
         try:
-            proc.wait(timeout=(rng.uniform(1.0, 20.0) if not at_kill else rng.uniform(0.0, 4.0)) if running else 0)
+            proc.wait(timeout=moment if running else 0)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
             at_kill.append(len(read_records(results)))
