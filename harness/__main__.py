@@ -84,6 +84,7 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
     if args.processes:
         code = worker.launch(child_args(args, results), storage, args.processes)
         return code or report(args, results, console)
+    worker.stop_on_sigterm()
     if args.threads:
         import torch
 

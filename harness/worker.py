@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -198,7 +199,13 @@ def launch(worker_args: list[str], storage: str, processes: int) -> int:
         env |= {"CUDA_VISIBLE_DEVICES": gpus[i % len(gpus)]} if len(gpus) > 1 else {}
         command = [sys.executable, "-m", "harness", "worker", *worker_args, "--threads", str(threads)]
         children.append(subprocess.Popen(command, env=env))
+    signal.signal(signal.SIGTERM, lambda *_: [child.terminate() for child in children])  # pass a stop on
     return max(child.wait() for child in children)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's preemption) ends the worker like Ctrl-C: its trial is failed and retried at once."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 def visible_gpus() -> list[str]:

@@ -136,6 +136,7 @@ def stub_worker(url: str, log: Path, hang: bool) -> None:
                          "best_trial": tune.best_trial.number}
 
     worker.train = train
+    worker.stop_on_sigterm()
     worker.work(ctx, shared, options)
 
 
@@ -194,13 +195,14 @@ def test_three_workers_share_every_slot_exactly_once(storage_url, tmp_path):
     assert len(manifest["workers"]) == 3 and manifest["storage"] == distributed.redact(storage_url)
 
 
-def test_a_killed_workers_trial_is_retried_by_the_others_and_never_stored(storage_url, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_workers_trial_is_retried_by_the_others_and_never_stored(storage_url, tmp_path, stop):
     log = tmp_path / "started.jsonl"
     victim, *others = start_stubs(storage_url, log, 3, hang=True)
     deadline = time.monotonic() + 60
     while not any(u[4] == victim.pid for u in units_started(log)) and time.monotonic() < deadline:
         time.sleep(0.1)
-    os.kill(victim.pid, signal.SIGKILL)
+    os.kill(victim.pid, stop)
     victim.join()
     killed = next(u for u in units_started(log) if u[4] == victim.pid)
     for w in others:
@@ -219,6 +221,7 @@ def test_a_killed_workers_trial_is_retried_by_the_others_and_never_stored(storag
     dead = next(t for t in trials if t.number == killed[3])
     assert dead.state == optuna.trial.TrialState.FAIL and distributed.own(dead, "result") is None
     assert any(distributed.retry_of(t) == killed[3] for t in trials)
+    assert bool(distributed.own(dead, "interrupted")) == (stop == signal.SIGTERM)  # SIGTERM: failed at once
 
 
 def pop_and_die(url: str) -> None:
