@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
             args, console)
     except HarnessError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
 
 
