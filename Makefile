@@ -13,7 +13,7 @@ WORKERS ?=
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,stats]'
+	$(PY) -m pip install --quiet -e '.[test,stats,bench]'
 	touch $@
 
 install: $(VENV)/.installed
