@@ -81,6 +81,9 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
     from harness.display import Display
 
     study, results, storage, options = shared_study(args)
+    if args.processes > 1 and storage.startswith("sqlite"):
+        raise HarnessError(f"--storage {storage}: SQLite serves one process only (Optuna's advice); give "
+                           "several workers a journal:/// file or a postgresql:// database")
     storage_handle = distributed.open_storage(storage, args.heartbeat, args.grace)  # bad URL: fail before any start
     if args.processes:
         code = worker.launch(child_args(args, results), storage, args.processes)

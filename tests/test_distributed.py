@@ -245,6 +245,13 @@ def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_retried(storage
     check_store(export(storage_url, tmp_path / "results"), study)
 
 
+def test_several_local_workers_on_sqlite_are_refused(tmp_path, capsys):
+    from harness.__main__ import main
+
+    assert main(["worker", str(SMOKE), "--storage", f"sqlite:///{tmp_path / 'o.db'}", "--processes", "2"]) == 2
+    assert "SQLite serves one process only" in capsys.readouterr().err
+
+
 def test_a_results_directory_takes_runs_from_one_storage_only(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
