@@ -80,8 +80,9 @@ def accuracy_vs_size(runs: pd.DataFrame, metric: str, path: Path) -> Path:
 
 def accuracy_vs_freeze(runs: pd.DataFrame, metric: str, order: list[str], path: Path) -> Path:
     """Metric against freezing depth (most frozen on the left), one line per data size, a panel per epochs."""
+    dodge = 0.2 if runs["size_label"].nunique() > 1 else False  # seaborn divides by (hue levels - 1)
     grid = sns.catplot(runs, x="freeze_label", y=metric, hue="size_label", col="epochs", kind="point", order=order,
-                       errorbar=("ci", 95), seed=0, dodge=0.2, height=3.2, aspect=1.2)
+                       errorbar=("ci", 95), seed=0, dodge=dodge, height=3.2, aspect=1.2)
     grid.set_axis_labels("frozen blocks ('all' = classifier only)", metric.replace("_", " "))
     grid.set_titles("max epochs = {col_name}")
     grid.legend.set_title("training examples")
