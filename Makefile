@@ -8,7 +8,7 @@ PY      = $(VENV)/bin/python
 STUDY  ?= studies/default.toml
 WORKERS ?=
 
-.PHONY: install test ablation report clean
+.PHONY: install test ablation report bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,7 @@ report: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# the benchmark against HF Trainer + Optuna (long: the peer's head-only cell alone takes ~10-40 min)
+bench: install
+	$(PY) -m bench --cells head-only,top-2,full
