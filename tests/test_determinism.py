@@ -1,6 +1,6 @@
 """Determinism on the CPU: the same study and seeds give the same records, bit for bit, run after run.
 
-(On a GPU they need not: docs/failures.md says what is and is not reproducible there.)
+(On a GPU they need not: the README, "What happens when things go wrong", says what is and is not.)
 """
 
 from __future__ import annotations
