@@ -21,10 +21,6 @@ from harness.modeling import Encodings, autocast, pad
 from harness.study import TrainSpec
 
 
-class Diverged(Exception):
-    """Training loss became NaN or infinite."""
-
-
 class Inputs:
     """Model inputs for a batch of rows: token ids, or cached frozen-prefix states."""
 
