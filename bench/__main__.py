@@ -31,6 +31,10 @@ NOTES = [
     "early stopping on validation accuracy with patience 3, the same Optuna sampler (TPE, seed 0) and "
     "ranges, no pruning. The peer's Optuna objective is the last evaluation's accuracy (Trainer's own "
     "behaviour); the harness's is the best epoch's.",
+    "The Optuna trials tune with seed 0, which also evaluates: the harness scores each finished trial on the "
+    "test set (held back from tuning) and its seed-0 evaluation run is the best trial itself (same seed, split, "
+    "lr and batch size; bit for bit the same run on the CPU, tests/test_determinism.py), as harness.runner does "
+    "whenever a tuning seed also evaluates; the peer trains seed 0 again.",
     "Data: 500 test reviews fixed (stratified, seed 0); per seed 500 rows from the other 7,500, 10% of "
     "them the validation split; the same row indices on both sides.",
 ]

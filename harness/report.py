@@ -90,8 +90,10 @@ def _category(verdict: str) -> str:
 
 def section_provenance(t: Tables) -> list[str]:
     m, study, records = t.stored.manifest, t.stored.manifest["study"], t.stored.records
-    seconds = pd.Series([r.get("seconds") or 0.0 for r in records])
-    tune = sum(r.get("seconds") or 0.0 for r in records if r["role"] == "tune")
+    trained = [r for r in records if r.get("reused_from_trial") is None]  # a reused run trained once, as a trial
+    seconds = pd.Series([r.get("seconds") or 0.0 for r in trained])
+    tune = sum(r.get("seconds") or 0.0 for r in trained if r["role"] == "tune")
+    reused = len(records) - len(trained)
     finished = sorted(r["finished"] for r in records if r.get("finished"))
     devices = sorted({r.get("device") for r in records if r.get("device")})
     packages = ", ".join(f"{k} {v}" for k, v in sorted(m.get("packages", {}).items()))
@@ -103,7 +105,9 @@ def section_provenance(t: Tables) -> list[str]:
              f"- Dates: store created {m.get('created')}, {len(m.get('sessions', []))} session(s); runs finished "
              f"{finished[0] if finished else 'n/a'} to {finished[-1] if finished else 'n/a'}",
              f"- Compute: {len(records)} runs, {seconds.sum() / 60:.1f} min of training in all ({tune / 60:.1f} "
-             f"min tuning, {(seconds.sum() - tune) / 60:.1f} min evaluation)",
+             f"min tuning, {(seconds.sum() - tune) / 60:.1f} min evaluation)"
+             + (f"; {reused} evaluation run(s) were their seed's best tuning trial (same seed, split, lr and "
+                "batch size), scored on the test set held back from tuning, not trained again" if reused else ""),
              f"- Selection protocol: {protocol(t.stored)}",
              f"- Report: ASO (deepsig) {t.aso}; figures in "
              f"`{FIGURES}/`, tables as CSV in `{TABLES}/`.", ""]

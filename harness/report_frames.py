@@ -112,7 +112,8 @@ def _scores(record: dict, src: str, labels: str, binary: bool) -> dict:
 
 def summary_table(evals: pd.DataFrame, stored: Stored) -> pd.DataFrame:
     """Per cell: seeds kept and flagged, mean, sd and 95% t-interval of each metric, cost, parameters."""
-    seconds = pd.DataFrame([{"cell": r["cell"], "seconds": r.get("seconds") or 0.0} for r in stored.records])
+    seconds = pd.DataFrame([{"cell": r["cell"], "seconds": r.get("seconds") or 0.0} for r in stored.records
+                            if r.get("reused_from_trial") is None])  # a reused run's seconds are its trial's
     total = seconds.groupby("cell")["seconds"].sum()
     rows = []
     for cell, group in evals.groupby("cell", sort=False):

@@ -24,7 +24,7 @@ from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier,
     top_of
 from harness.store import Store, check_owner, read_records, record_key, write_atomic, write_manifest
 from harness.study import Study
-from harness.train import Inputs, RunOutput, train_run
+from harness.train import Inputs, RunOutput, is_collapsed, score_test, train_run
 
 
 def pick_device() -> torch.device:
@@ -140,13 +140,45 @@ def run_cell(ctx: Context, cell: Cell) -> None:
         pass
     params = tune_cell(ctx, cell) if study.search.trials else {
         "lr": study.search.fixed_lr, "batch_size": study.search.fixed_batch_size}
+    tuned = [r for r in read_records(ctx.store.dir) if r["cell"] == cell.id and r["role"] == "tune"]
     for seed in study.seeds.evaluate:
         if (cell.id, "eval", seed) in done:
             continue
         ctx.display.start_run(f"eval seed {seed}", cell.epochs)
-        record = run_one(ctx, cell, seed, params, role="eval")
+        record = evaluation(ctx, cell, seed, params, tuned)
         ctx.store.append(record)
         ctx.display.run_done(record["status"])
+
+
+def evaluation(ctx: Context, cell: Cell, seed: int, params: dict, tuned: list[dict]) -> dict:
+    """The evaluation run of ``seed``: trained now, or, when a tuning trial already trained exactly
+    this run, that trial with its held-back test evaluation."""
+    same = reusable(tuned, seed, params)
+    if same is None:
+        return run_one(ctx, cell, seed, params, role="eval")
+    ctx.display.log(f"{cell.id}: eval seed {seed} is trial {same['trial']} (same seed, split, lr and batch "
+                    "size): its held-back test evaluation is used, nothing is trained again")
+    return from_trial(same)
+
+
+def reusable(tuned: list[dict], seed: int, params: dict) -> dict | None:
+    """A finished tuning run that an evaluation run of ``seed`` with ``params`` would repeat.
+
+    Same cell, seed (so the same training subset and initialisation), learning rate and batch
+    size, and not pruned: the same computation, bit for bit on the CPU
+    (tests/test_determinism.py), so training it again would only cost time.
+    """
+    return next((r for r in tuned if r["seed"] == seed and r["params"] == params and r["status"] == "ok"
+                 and r.get("held_test")), None)
+
+
+def from_trial(tuned: dict) -> dict:
+    """The evaluation record of a tuning run (see ``reusable``); its training seconds stay with the trial."""
+    record = {k: v for k, v in tuned.items() if k not in ("trial", "retry_of", "tune_seeds", "objective", "held_test")}
+    test = tuned["held_test"]
+    return record | {"role": "eval", "trial": None, "test": test, "test_size": len(test["pred"]),
+                     "status": "collapsed" if is_collapsed(test) else "ok", "reused_from_trial": tuned["trial"],
+                     "finished": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
 
 def tune_cell(ctx: Context, cell: Cell) -> dict:
@@ -177,7 +209,11 @@ def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial) -> dict:
     for i, seed in enumerate(study.seeds.tune):  # pruning follows the first tuning seed only
         ctx.display.start_run(f"trial {trial.number} seed {seed} lr {params['lr']:.1e} "
                               f"bs {params['batch_size']}", cell.epochs)
-        outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None))
+        # the stored run of a tuning seed that also evaluates keeps a test evaluation, held back from
+        # tuning, for the evaluation run it may turn out to be (see ``reusable``)
+        hold = i == 0 and seed in study.seeds.evaluate
+        outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None,
+                                hold_test=hold))
         if outcomes[-1]["status"] not in ("ok", "collapsed"):
             break
     record = outcomes[0] | {"trial": trial.number, "retry_of": trial.user_attrs.get("retry_of"),
@@ -188,8 +224,13 @@ def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial) -> dict:
     return record
 
 
-def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epoch=None) -> dict:
-    """Train one model; any exception becomes a 'failed' record and the grid goes on."""
+def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epoch=None,
+            hold_test: bool = False) -> dict:
+    """Train one model; any exception becomes a 'failed' record and the grid goes on.
+
+    ``hold_test``: a tuning run that finishes ok is also scored on the test set, under
+    ``held_test``, which tuning never reads (the record's ``test`` stays empty).
+    """
     depth = ctx.depths[cell]
     data = ctx.dataset
     record = {"study": ctx.study.name, "cell": cell.id, "data_size": cell.data_size, "epochs": cell.epochs,
@@ -212,6 +253,8 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
                         lr=params["lr"], batch_size=params["batch_size"], epochs=cell.epochs, seed=seed,
                         spec=ctx.study.train, on_epoch=step)
         record |= result_fields(out, len(train_rows), len(data.val), len(test_rows))
+        if hold_test and role == "tune" and out.status == "ok":
+            record["held_test"] = score_test(model, ctx.inputs(depth), data.test, data.labels)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded with its reason; the grid goes on

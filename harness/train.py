@@ -241,15 +241,24 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
     if best_state is not None:
         model.load_state_dict(best_state)  # the best epoch's weights, for the one test evaluation
     if len(test_rows) and out.status == "ok":
-        test = evaluate(model, inputs, test_rows, labels)
-        pred = test["logits"].argmax(-1).numpy()
-        out.test = {"loss": test["loss"], "accuracy": test["accuracy"], "f1": test["f1"],
-                    "pred": "".join(map(str, pred)),
-                    "prob": [round(float(p), 5) for p in torch.softmax(test["logits"], -1)[:, -1]]}
-        if len(np.unique(pred)) == 1:
+        out.test = score_test(model, inputs, test_rows, labels)
+        if is_collapsed(out.test):
             out.status = "collapsed"
     out.seconds = time.perf_counter() - started
     return out
+
+
+def score_test(model: nn.Module, inputs: Inputs, rows: np.ndarray, labels: np.ndarray) -> dict:
+    """The one test evaluation of a run: metrics, per-example predictions and positive-class probabilities."""
+    test = evaluate(model, inputs, rows, labels)
+    pred = test["logits"].argmax(-1).numpy()
+    return {"loss": test["loss"], "accuracy": test["accuracy"], "f1": test["f1"], "pred": "".join(map(str, pred)),
+            "prob": [round(float(p), 5) for p in torch.softmax(test["logits"], -1)[:, -1]]}
+
+
+def is_collapsed(test: dict) -> bool:
+    """Every test prediction the same class."""
+    return len(set(test["pred"])) == 1
 
 
 def bits(mask: np.ndarray) -> str:

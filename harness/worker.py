@@ -145,7 +145,9 @@ def train(ctx: runner.Context, shared: Shared, unit: Unit) -> dict:
         unit.study.sampler = tuning.make_sampler(study.search, study.seeds.tune[0], unit.slot.index)
         return runner.run_trial(ctx, cell, unit.trial)
     params = eval_params(shared, cell)
-    return runner.run_one(ctx, cell, unit.slot.index, params, role="eval")
+    tuned = [own(t, "result") for t in shared.optuna_study(cell, "tune").get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,))]
+    return runner.evaluation(ctx, cell, unit.slot.index, params, [r for r in tuned if r])
 
 
 def eval_params(shared: Shared, cell: Cell) -> dict:

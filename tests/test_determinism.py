@@ -11,7 +11,8 @@ import pytest
 
 from harness.display import Display
 from harness.grid import expand
-from harness.runner import prepare, run_one, run_study
+from harness.report import write_report
+from harness.runner import from_trial, prepare, reusable, run_one, run_study
 from harness.study import load_study
 
 SMOKE = Path(__file__).parents[1] / "studies" / "smoke.toml"
@@ -61,3 +62,58 @@ def test_a_run_does_not_depend_on_what_ran_before_it_in_the_process(tmp_path):
     after = run(warm, 5, 2)
     assert alone["status"] in ("ok", "collapsed"), alone.get("error")
     assert without_timing([after]) == without_timing([alone])
+
+
+@pytest.mark.slow
+def test_an_evaluation_seed_that_also_tuned_reuses_its_trial_and_equals_training_it_again(tmp_path):
+    """tune = [1], evaluate = [1, 2]: seed 1's evaluation is the best trial itself, scored on the
+    test set held back from tuning; training it again gives the very same record."""
+    study = load_study(SMOKE, SMALL + ["seeds.tune=[1]"])
+    records = run_study(study, str(SMOKE), tmp_path / "study", Display(enabled=False))
+    reused = [r for r in records if r["role"] == "eval" and r.get("reused_from_trial") is not None]
+    assert {r["cell"] for r in reused} == {c.id for c in expand(study)}  # every cell: seed 1
+    assert all(r["seed"] == 1 for r in reused)
+    tuned = [r for r in records if r["role"] == "tune"]
+    assert all(r["test"] == {} for r in tuned)  # tuning records carry no test metrics
+    held = [r for r in tuned if "held_test" in r]
+    assert held and all(r["status"] == "ok" for r in held)
+    cells = {c.id: c for c in expand(study)}
+    display = Display(enabled=False)
+    fresh_ctx = prepare(study, str(SMOKE), tmp_path / "fresh", display)
+    for record in reused:
+        trial = next(r for r in tuned if r["trial"] == record["reused_from_trial"] and r["cell"] == record["cell"])
+        assert trial["params"] == record["params"] and trial["seed"] == 1
+        display.start_run(f"{record['cell']} seed 1", study.grid.epochs[0])
+        again = run_one(fresh_ctx, cells[record["cell"]], 1, record["params"], role="eval")
+        assert again["status"] == "ok", again.get("error")
+        drop = set(TIMING) | {"reused_from_trial"}
+        assert {k: v for k, v in record.items() if k not in drop} == {k: v for k, v in again.items() if k not in drop}
+        assert len(record["test"]["pred"]) == record["test_size"] > 0
+    # the report counts the reused runs' training once, under tuning, and says so
+    text = write_report(tmp_path / "study").read_text()
+    assert f"{len(reused)} evaluation run(s) were their seed's best tuning trial" in text
+
+
+def tuned_record(**changes) -> dict:
+    record = {"cell": "c", "role": "tune", "trial": 3, "seed": 1, "params": {"lr": 3e-4, "batch_size": 16},
+              "status": "ok", "test": {}, "held_test": {"accuracy": 0.75, "pred": "0110"}, "objective": 0.8,
+              "seconds": 12.0, "history": [{"epoch": 1}], "tune_seeds": [1], "retry_of": None}
+    return record | changes
+
+
+@pytest.mark.parametrize("changes", [{"seed": 2}, {"params": {"lr": 3.0001e-4, "batch_size": 16}},
+                                     {"params": {"lr": 3e-4, "batch_size": 32}}, {"status": "pruned"},
+                                     {"status": "failed"}, {"held_test": None}])
+def test_only_the_very_same_finished_run_is_reused(changes):
+    assert reusable([tuned_record(**changes)], 1, {"lr": 3e-4, "batch_size": 16}) is None
+
+
+def test_a_reused_run_becomes_an_evaluation_record_with_the_held_back_test():
+    record = from_trial(reusable([tuned_record(trial=1, seed=2), tuned_record()], 1,
+                                 {"lr": 3e-4, "batch_size": 16}))
+    assert record["role"] == "eval" and record["trial"] is None and record["reused_from_trial"] == 3
+    assert record["test"] == {"accuracy": 0.75, "pred": "0110"} and record["test_size"] == 4
+    assert record["status"] == "ok" and record["seconds"] == 12.0 and record["history"] == [{"epoch": 1}]
+    assert not {"held_test", "objective", "tune_seeds", "retry_of"} & set(record)
+    collapsed = from_trial(tuned_record(held_test={"accuracy": 0.5, "pred": "1111"}))
+    assert collapsed["status"] == "collapsed"

@@ -318,3 +318,21 @@ def test_three_harness_workers_one_killed_mid_trial_leave_a_complete_store(stora
     report = subprocess.run([sys.executable, "-m", "harness.report", str(results)], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert report.returncode == 0, report.stderr
+
+
+@pytest.mark.slow
+def test_a_worker_reuses_the_best_trial_for_an_evaluation_seed_that_also_tuned(tmp_path):
+    """The worker's evaluation unit of seed 1 (tune = [1]) is the best trial's record, as in ``harness run``."""
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "harness", "worker", str(SMOKE), "--set", "grid.data_sizes=[32]",
+               "--set", "grid.freeze=['all']", "--set", "seeds.tune=[1]", "--storage",
+               f"journal:///{tmp_path / 'journal.log'}", "--results", str(results), "--quiet", "--no-report"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = read_records(results)
+    evals = {r["seed"]: r for r in records if r["role"] == "eval"}
+    assert sorted(evals) == [1, 2]
+    assert evals[2].get("reused_from_trial") is None and evals[2]["test"]["accuracy"] > 0
+    trial = next(r for r in records if r["role"] == "tune" and r["trial"] == evals[1]["reused_from_trial"])
+    assert trial["seed"] == 1 and trial["params"] == evals[1]["params"] == evals[2]["params"]
+    assert evals[1]["test"] == trial["held_test"] and evals[1]["history"] == trial["history"]
