@@ -34,6 +34,6 @@ report: install
 clean:
 	rm -rf $(VENV) .pytest_cache
 
-# the benchmark against HF Trainer + Optuna (long: the peer's head-only cell alone takes ~10-40 min)
+# the benchmark against HF Trainer + Optuna (long: 49 min on a quiet 2-core machine, see README "Performance")
 bench: install
 	$(PY) -m bench --cells head-only,top-2,full
