@@ -23,6 +23,7 @@ import torch
 from bench.cells import N_CLASSES, BenchData, Cell, SideResult, train_spec
 from harness import modeling, tuning
 from harness.modeling import freeze_, frozen_prefix, load_classifier, tokenize, top_of
+from harness.runner import reusable
 from harness.study import SearchSpec
 from harness.train import Inputs, score_test, train_run
 
@@ -44,7 +45,7 @@ def run_ours(cell: Cell, data: BenchData, model: str, device: torch.device) -> S
         inputs, local, labels, depth = prepare(cell, data, model, device)
         study, spec = open_search(cell), train_spec()
         first = data.seed_split(cell.data_size, 0)
-        epochs, held = [], []  # held: (params, epochs, test result) of each trial that finished ok
+        epochs, held = [], []  # held: each trial that finished ok, as harness.runner.reusable reads it
         for _ in range(cell.trials):
             trial = study.ask()
             params = tuning.suggest(trial, search_spec(cell))
@@ -55,15 +56,16 @@ def run_ours(cell: Cell, data: BenchData, model: str, device: torch.device) -> S
             best = next(h for h in out.history if h["epoch"] == out.best_epoch)
             study.tell(trial, best["val_accuracy"])
             epochs.append(len(out.history))
-            if out.status == "ok":  # seed 0 also evaluates: a test score held back from tuning (harness.runner)
-                held.append((params, len(out.history), score_test(net, inputs, local(data.test), labels)))
+            if out.status == "ok":  # seed 0 also evaluates: a test score held back from tuning, as in a study
+                held.append({"seed": 0, "params": params, "status": out.status, "epochs": len(out.history),
+                             "held_test": score_test(net, inputs, local(data.test), labels)})
         params = dict(study.best_params)
         accuracies = []
         for seed in range(cell.seeds):
-            same = next((h for h in held if seed == 0 and h[0] == params), None)
+            same = reusable(held, seed, params)
             if same is not None:  # seed 0 with the best parameters is the best trial: not trained again
-                accuracies.append(same[2]["accuracy"])
-                epochs.append(same[1])
+                accuracies.append(same["held_test"]["accuracy"])
+                epochs.append(same["epochs"])
                 continue
             s = data.seed_split(cell.data_size, seed)
             out = train_run(top(model, depth, seed), inputs, labels, local(s.train), local(s.val),

@@ -106,3 +106,17 @@ def test_both_sides_run_and_the_line_has_the_keys(tiny, tmp_path, trainable):
     table = (tmp_path / "RESULTS.md").read_text()
     assert f"| {cell.name} |" in table and "python -m bench --cells x" in table and "shared" in table
     assert table == render(results)
+
+
+@pytest.mark.slow
+def test_the_harness_side_trains_seed_0_once_when_it_tunes_and_evaluates(tiny, monkeypatch):
+    """Trials tune on seed 0, which also evaluates: the best trial is seed 0's evaluation run."""
+    import bench.ours
+
+    calls = []
+    real = bench.ours.train_run
+    monkeypatch.setattr(bench.ours, "train_run", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+    data = load_data(tiny[0], test_size=20)
+    side = bench.ours.run_ours(Cell("c", 40, 0, epochs=2, trials=2, seeds=2, max_length=32), data, tiny[1], CPU)
+    assert calls == [0, 0, 1]  # two trials, then only seed 1
+    assert len(side.test_acc) == 2 and len(side.epochs) == 4 and all(0 <= a <= 1 for a in side.test_acc)
