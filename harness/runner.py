@@ -24,7 +24,7 @@ from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier,
     top_of
 from harness.store import Store, check_owner, read_records, record_key, write_atomic, write_manifest
 from harness.study import Study
-from harness.train import Inputs, RunOutput, is_collapsed, score_test, train_run
+from harness.train import Inputs, RunOutput, is_collapsed, train_run
 
 
 def pick_device() -> torch.device:
@@ -165,11 +165,12 @@ def reusable(tuned: list[dict], seed: int, params: dict) -> dict | None:
     """A finished tuning run that an evaluation run of ``seed`` with ``params`` would repeat.
 
     Same cell, seed (so the same training subset and initialisation), learning rate and batch
-    size, and not pruned: the same computation, bit for bit on the CPU
+    size, a complete trial (not pruned, no later tuning seed failed) with a held-back test
+    score: the same computation, bit for bit on the CPU
     (tests/test_determinism.py), so training it again would only cost time.
     """
     return next((r for r in tuned if r["seed"] == seed and r["params"] == params and r["status"] == "ok"
-                 and r.get("held_test")), None)
+                 and r.get("objective") is not None and (r.get("held_test") or {}).get("pred")), None)
 
 
 def from_trial(tuned: dict) -> dict:
@@ -211,7 +212,7 @@ def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial) -> dict:
                               f"bs {params['batch_size']}", cell.epochs)
         # the stored run of a tuning seed that also evaluates keeps a test evaluation, held back from
         # tuning, for the evaluation run it may turn out to be (see ``reusable``)
-        hold = i == 0 and seed in study.seeds.evaluate
+        hold = i == 0 and seed in study.seeds.evaluate and len(ctx.dataset.test) > 0
         outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None,
                                 hold_test=hold))
         if outcomes[-1]["status"] not in ("ok", "collapsed"):
@@ -251,10 +252,11 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
         test_rows = data.test if role == "eval" else data.test[:0]  # tuning never sees the test set
         out = train_run(model, ctx.inputs(depth), data.labels, train_rows, data.val, test_rows,
                         lr=params["lr"], batch_size=params["batch_size"], epochs=cell.epochs, seed=seed,
-                        spec=ctx.study.train, on_epoch=step)
+                        spec=ctx.study.train, on_epoch=step,
+                        held_rows=data.test if hold_test and role == "tune" else None)
         record |= result_fields(out, len(train_rows), len(data.val), len(test_rows))
-        if hold_test and role == "tune" and out.status == "ok":
-            record["held_test"] = score_test(model, ctx.inputs(depth), data.test, data.labels)
+        if out.held_test:
+            record["held_test"] = out.held_test
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded with its reason; the grid goes on

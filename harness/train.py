@@ -63,6 +63,7 @@ class RunOutput:
     best_epoch: int = 0
     status: str = "ok"  # ok | diverged | collapsed | pruned
     test: dict = field(default_factory=dict)
+    held_test: dict = field(default_factory=dict)  # see train_run's held_rows
     micro_batch: int = 0  # after any out-of-memory halving
     oom_retries: int = 0
     seconds: float = 0.0
@@ -175,8 +176,13 @@ def one_thread_for_small_tops(run: Callable[..., RunOutput]) -> Callable[..., Ru
 def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: np.ndarray,
               val_rows: np.ndarray, test_rows: np.ndarray, *, lr: float, batch_size: int, epochs: int,
               seed: int, spec: TrainSpec,
-              on_epoch: Callable[[int, dict], bool] | None = None) -> RunOutput:
+              on_epoch: Callable[[int, dict], bool] | None = None,
+              held_rows: np.ndarray | None = None) -> RunOutput:
     """Train, validate each epoch, stop early, restore the best epoch's weights, test once.
+
+    ``held_rows``: a run that finishes ok is also scored on these rows, into ``held_test``
+    (never into ``test`` or the status): the test score of a tuning run that an evaluation
+    run may turn out to repeat (``harness.runner.reusable``), scored as ``test`` would be.
 
     ``on_epoch(epoch, row)`` is called after each validation; returning True stops
     the run as pruned (Optuna reports to its pruner there). On an out-of-memory error the micro-batch is halved and the
@@ -244,6 +250,8 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
         out.test = score_test(model, inputs, test_rows, labels)
         if is_collapsed(out.test):
             out.status = "collapsed"
+    if held_rows is not None and len(held_rows) and out.status == "ok":
+        out.held_test = score_test(model, inputs, held_rows, labels)
     out.seconds = time.perf_counter() - started
     return out
 

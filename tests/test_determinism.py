@@ -103,7 +103,8 @@ def tuned_record(**changes) -> dict:
 
 @pytest.mark.parametrize("changes", [{"seed": 2}, {"params": {"lr": 3.0001e-4, "batch_size": 16}},
                                      {"params": {"lr": 3e-4, "batch_size": 32}}, {"status": "pruned"},
-                                     {"status": "failed"}, {"held_test": None}])
+                                     {"status": "failed"}, {"held_test": None}, {"objective": None},
+                                     {"held_test": {"accuracy": float("nan"), "pred": ""}}])
 def test_only_the_very_same_finished_run_is_reused(changes):
     assert reusable([tuned_record(**changes)], 1, {"lr": 3e-4, "batch_size": 16}) is None
 

@@ -71,3 +71,18 @@ def test_batches_cover_every_row_once_with_similar_lengths():
     assert sorted(np.concatenate(out).tolist()) == list(range(1000))
     spread = np.mean([lengths[b].max() - lengths[b].min() for b in out])
     assert spread < 5  # length-bucketed: little padding
+
+
+def test_held_rows_are_scored_as_the_test_set_would_be_and_change_nothing_else():
+    """A tuning run's held-back test score equals the test score of the same run trained for evaluation."""
+    enc, labels, train, val, test = combined()
+    kwargs = dict(lr=1e-3, batch_size=8, epochs=2, seed=3, spec=TrainSpec())
+    evaluated = train_run(tiny_model("bert", seed=3), Inputs(enc, None, CPU), labels, train, val, test, **kwargs)
+    tuned = train_run(tiny_model("bert", seed=3), Inputs(enc, None, CPU), labels, train, val, test[:0],
+                      held_rows=test, **kwargs)
+    assert tuned.test == {} and tuned.status == "ok"  # held back: not the run's test score, not its status
+    assert tuned.held_test == evaluated.test and len(tuned.held_test["pred"]) == len(test)
+    assert tuned.history == evaluated.history
+    nothing = train_run(tiny_model("bert", seed=3), Inputs(enc, None, CPU), labels, train, val, test[:0],
+                        held_rows=test[:0], **kwargs)
+    assert nothing.held_test == {}  # no test set (test_fraction = 0): nothing held
