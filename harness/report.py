@@ -21,7 +21,7 @@ from harness import diagnostics, stats
 from harness.errors import HarnessError
 from harness.report_figures import FIGURES, draw_figures, readings, section_figures
 from harness.report_format import num, signed
-from harness.report_frames import AXES, Stored, Tables, eval_frame, read_stored, source, summary_table
+from harness.report_frames import AXES, Stored, Tables, eval_frame, read_stored, source, summary_table, trained
 from harness.report_overfitting import curves, run_diagnostics, section_overfitting
 from harness.report_significance import section_significance, significance
 from harness.report_tables import section_summary, section_tuning, tuning
@@ -90,10 +90,10 @@ def _category(verdict: str) -> str:
 
 def section_provenance(t: Tables) -> list[str]:
     m, study, records = t.stored.manifest, t.stored.manifest["study"], t.stored.records
-    trained = [r for r in records if r.get("reused_from_trial") is None]  # a reused run trained once, as a trial
-    seconds = pd.Series([r.get("seconds") or 0.0 for r in trained])
-    tune = sum(r.get("seconds") or 0.0 for r in trained if r["role"] == "tune")
-    reused = len(records) - len(trained)
+    ran = trained(records)
+    seconds = pd.Series([r.get("seconds") or 0.0 for r in ran])
+    tune = sum(r.get("seconds") or 0.0 for r in ran if r["role"] == "tune")
+    reused = len(records) - len(ran)
     finished = sorted(r["finished"] for r in records if r.get("finished"))
     devices = sorted({r.get("device") for r in records if r.get("device")})
     packages = ", ".join(f"{k} {v}" for k, v in sorted(m.get("packages", {}).items()))

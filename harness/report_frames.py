@@ -110,10 +110,15 @@ def _scores(record: dict, src: str, labels: str, binary: bool) -> dict:
     return out
 
 
+def trained(records: list[dict]) -> list[dict]:
+    """The records that trained: an evaluation run reused from its trial trained once, as the trial."""
+    return [r for r in records if r.get("reused_from_trial") is None]
+
+
 def summary_table(evals: pd.DataFrame, stored: Stored) -> pd.DataFrame:
     """Per cell: seeds kept and flagged, mean, sd and 95% t-interval of each metric, cost, parameters."""
-    seconds = pd.DataFrame([{"cell": r["cell"], "seconds": r.get("seconds") or 0.0} for r in stored.records
-                            if r.get("reused_from_trial") is None])  # a reused run's seconds are its trial's
+    seconds = pd.DataFrame([{"cell": r["cell"], "seconds": r.get("seconds") or 0.0}
+                            for r in trained(stored.records)])
     total = seconds.groupby("cell")["seconds"].sum()
     rows = []
     for cell, group in evals.groupby("cell", sort=False):

@@ -212,7 +212,7 @@ def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial) -> dict:
                               f"bs {params['batch_size']}", cell.epochs)
         # the stored run of a tuning seed that also evaluates keeps a test evaluation, held back from
         # tuning, for the evaluation run it may turn out to be (see ``reusable``)
-        hold = i == 0 and seed in study.seeds.evaluate and len(ctx.dataset.test) > 0
+        hold = i == 0 and seed in study.seeds.evaluate  # train_run holds nothing without a test set
         outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None,
                                 hold_test=hold))
         if outcomes[-1]["status"] not in ("ok", "collapsed"):
@@ -229,8 +229,8 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
             hold_test: bool = False) -> dict:
     """Train one model; any exception becomes a 'failed' record and the grid goes on.
 
-    ``hold_test``: a tuning run that finishes ok is also scored on the test set, under
-    ``held_test``, which tuning never reads (the record's ``test`` stays empty).
+    ``hold_test`` (tuning runs only): a run that finishes ok is also scored on the test set,
+    under ``held_test``, which tuning never reads (the record's ``test`` stays empty).
     """
     depth = ctx.depths[cell]
     data = ctx.dataset
@@ -253,7 +253,7 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
         out = train_run(model, ctx.inputs(depth), data.labels, train_rows, data.val, test_rows,
                         lr=params["lr"], batch_size=params["batch_size"], epochs=cell.epochs, seed=seed,
                         spec=ctx.study.train, on_epoch=step,
-                        held_rows=data.test if hold_test and role == "tune" else None)
+                        held_rows=data.test if hold_test else None)
         record |= result_fields(out, len(train_rows), len(data.val), len(test_rows))
         if out.held_test:
             record["held_test"] = out.held_test
