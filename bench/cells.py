@@ -79,6 +79,13 @@ class BenchData:
     pool: np.ndarray  # rows the training subsets are drawn from
     test: np.ndarray  # the fixed test set, shared by every cell and both sides
 
+    n_classes = N_CLASSES
+
+    def rows(self, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, validation rows) of ``seed``: what harness.execute asks of its data."""
+        split_ = self.seed_split(size, seed)
+        return split_.train, split_.val
+
     def seed_split(self, size: int, seed: int) -> SeedSplit:
         """A stratified subset of ``size`` pool rows for ``seed`` and its stratified 10% validation part."""
         if size > len(self.pool):

@@ -2,16 +2,16 @@
 
 Tokenise once; one eval-mode forward pass through the frozen part over every
 distinct row the cell touches (``harness.modeling.frozen_prefix``); the Optuna
-trials (``harness.tuning``) train only the top on the first seed's split; each
-seed then trains with the best parameters and is tested once
-(``harness.train.train_run``). Seed 0 with the best parameters is the best trial
-itself, as in ``harness.runner``: its test score, held back from tuning, is used
-and it is not trained again. The clock runs from tokenisation to the last
+trials train only the top on the first seed's split; each seed then trains with
+the best parameters and is tested once. All of it through the execution core
+every study runs on (``harness.execute``): seed 0 with the best parameters is the
+best trial itself, its test score held back from tuning, not trained again. The clock runs from tokenisation to the last
 test prediction, model loading included.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
@@ -22,10 +22,11 @@ import torch
 
 from bench.cells import N_CLASSES, BenchData, Cell, SideResult, train_spec
 from harness import modeling, tuning
-from harness.modeling import freeze_, frozen_prefix, load_classifier, tokenize, top_of
-from harness.runner import reusable
-from harness.study import SearchSpec
-from harness.train import Inputs, train_run
+from harness.display import Display
+from harness.execute import evaluation, load_context, run_trial
+from harness.grid import expand
+from harness.modeling import frozen_prefix, load_classifier, tokenize
+from harness.study import GridSpec, ModelSpec, SearchSpec, SeedSpec, Study
 
 def search_spec(cell: Cell) -> SearchSpec:
     # no pruning: the peer's Optuna default (MedianPruner, 5 start-up trials) never prunes these budgets
@@ -37,64 +38,35 @@ def open_search(cell: Cell) -> optuna.Study:
     return tuning.open_study(None, cell.name, search_spec(cell), train_spec(), cell.epochs, seed=0)
 
 
+def bench_study(cell: Cell, model: str) -> Study:
+    """The cell as a one-cell study, so the harness side runs through harness.execute like any study."""
+    freeze = "all" if cell.trainable_blocks == 0 else 0 if cell.trainable_blocks == "all" else None
+    if freeze is None:  # top-k blocks trainable: the depth depends on the model's block count
+        freeze = cell.depth(len(modeling.encoder_parts(load_classifier(model, N_CLASSES, 0))[2]))
+    return Study(name=f"bench-{cell.name}", model=ModelSpec(name=model, max_length=cell.max_length),
+                 grid=(GridSpec(data_sizes=(cell.data_size,), epochs=(cell.epochs,), freeze=(freeze,)),),
+                 seeds=SeedSpec(tune=(0,), evaluate=tuple(range(cell.seeds))), search=search_spec(cell),
+                 train=train_spec())
+
+
 def run_ours(cell: Cell, data: BenchData, model: str, device: torch.device) -> SideResult:
     with tempfile.TemporaryDirectory() as cache:
         # a cold tokenisation cache each repetition: the peer tokenises afresh too
         os.environ["HARNESS_CACHE"], modeling._memory = cache, None
         started = time.perf_counter()
-        inputs, local, labels, depth = prepare(cell, data, model, device)
-        study, spec = open_search(cell), train_spec()
-        first = data.seed_split(cell.data_size, 0)
-        epochs, held = [], []  # held: the trials, as harness.runner.reusable reads them
-        for _ in range(cell.trials):
-            trial = study.ask()
-            params = tuning.suggest(trial, search_spec(cell))
-            out = train_run(top(model, depth, seed=0), inputs, labels, local(first.train), local(first.val),
-                            np.array([], dtype=np.int64), lr=params["lr"], batch_size=params["batch_size"],
-                            epochs=cell.epochs, seed=0, spec=spec, held_rows=local(data.test))
-            best = next(h for h in out.history if h["epoch"] == out.best_epoch)
-            study.tell(trial, best["val_accuracy"])
-            epochs.append(len(out.history))
-            # seed 0 also evaluates: its test score, held back from tuning, as in a study
-            held.append({"seed": 0, "params": params, "status": out.status, "epochs": len(out.history),
-                         "objective": best["val_accuracy"], "held_test": out.held_test})
-        params = dict(study.best_params)
-        accuracies = []
-        for seed in range(cell.seeds):
-            same = reusable(held, seed, params)
-            if same is not None:  # seed 0 with the best parameters is the best trial: not trained again
-                accuracies.append(same["held_test"]["accuracy"])
-                epochs.append(same["epochs"])
-                continue
-            s = data.seed_split(cell.data_size, seed)
-            out = train_run(top(model, depth, seed), inputs, labels, local(s.train), local(s.val),
-                            local(data.test), lr=params["lr"], batch_size=params["batch_size"],
-                            epochs=cell.epochs, seed=seed, spec=spec)
-            accuracies.append(out.test["accuracy"])
-            epochs.append(len(out.history))
-        return SideResult(time.perf_counter() - started, accuracies, params, epochs)
-
-
-def prepare(cell: Cell, data: BenchData, model: str, device: torch.device):
-    """Token ids of the touched rows and, when anything is frozen, their frozen-prefix states.
-
-    Returns (inputs, a map from data rows to positions in them, labels by position, depth).
-    """
-    rows = data.rows_touched(cell)
-    encodings = tokenize(model, [data.texts[i] for i in rows], cell.max_length)
-    probe = load_classifier(model, N_CLASSES, 0)
-    depth = cell.depth(len(modeling.encoder_parts(probe)[2]))
-    states = None
-    if depth > 0:
-        states = frozen_prefix(probe, encodings, np.arange(len(rows)), [depth], device)[depth]
-    return Inputs(encodings, states, device), lambda r: np.searchsorted(rows, r), data.labels[rows], depth
-
-
-def top(model: str, depth: int, seed: int) -> torch.nn.Module:
-    """A fresh classifier (head initialised from ``seed``), frozen to ``depth``, cut to its top."""
-    net = load_classifier(model, N_CLASSES, seed)
-    freeze_(net, depth)
-    return top_of(net, depth) if depth > 0 else net
+        study = bench_study(cell, model)
+        cells = expand(study)
+        ctx = dataclasses.replace(load_context(study, cells, data, Display(enabled=False)), device=device)
+        search, tuned = open_search(cell), []
+        for _ in range(cell.trials):  # the trials tune on seed 0's split, as harness.runner.tune_cell does
+            trial = search.ask()
+            tuned.append(run_trial(ctx, cells[0], trial))
+            tuning.settle(search, trial.number, tuned[-1])
+        params = tuning.best_params(search)
+        # seed 0 with the best parameters is the best trial: not trained again (harness.execute.reusable)
+        evals = [evaluation(ctx, cells[0], seed, params, tuned) for seed in range(cell.seeds)]
+        return SideResult(time.perf_counter() - started, [r.test["accuracy"] for r in evals], params,
+                          [len(r.history) for r in tuned + evals])
 
 
 def limit_seconds(cell: Cell, data: BenchData, model: str, device: torch.device) -> float:

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--results", help="results directory (default: results/<study name>)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
     run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--threads", type=int, default=0, metavar="N",
+                     help="torch CPU threads (default: all; 1 is faster on cores other jobs share)")
     add_worker_commands(commands)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
@@ -33,22 +35,35 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
+    except KeyboardInterrupt:
+        console.print("interrupted: every finished run is stored; rerun the same command to resume",
+                      highlight=False, soft_wrap=True)
+        return 130
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
     from harness.display import Display
     from harness.report import summary_rows, write_report
     from harness.runner import run_study
+    from harness.store import Results
     from harness.study import load_study
 
     study = load_study(args.study, args.overrides)
-    results = Path(args.results or Path("results") / study.name)
+    results = Results(args.results or Path("results") / study.name)
+    set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:
         run_study(study, args.study, results, display)
-    display.summary(summary_rows(results))
+    display.summary(summary_rows(results.dir))
     if not args.no_report:
-        console.print(f"report: {write_report(results)}")
+        console.print(f"report: {write_report(results.dir)}")
     return 0
+
+
+def set_threads(threads: int) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def add_worker_commands(commands) -> None:
@@ -77,7 +92,7 @@ def add_worker_commands(commands) -> None:
 
 
 def worker_command(args: argparse.Namespace, console: Console) -> int:
-    from harness import distributed, worker
+    from harness import distributed, runner, worker
     from harness.display import Display
 
     study, results, storage, options = shared_study(args)
@@ -89,15 +104,16 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
         code = worker.launch(child_args(args, results), storage, args.processes)
         return code or report(args, results, console)
     worker.stop_on_sigterm()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     shared = distributed.Shared(study, storage_handle, args.grace)
     with Display(console, enabled=not args.quiet) as display:
-        ctx = worker.prepare(study, args.study, results, display, options)
-        abandoned = worker.work(ctx, shared, options)
-    console.print(f"{worker.worker_id()}: done; {worker.export(shared, results, storage)} new runs in {results}")
+        ctx = runner.check_inputs(study, results, display)
+        with results.hold(shared=True):
+            worker.start(ctx, results, args.study, options)
+            abandoned = worker.work(ctx, shared, options)
+    with results.hold(shared=True):
+        exported = worker.export(shared, results, storage)
+    console.print(f"{worker.worker_id()}: done; {exported} new runs in {results.dir}")
     if abandoned:
         console.print(f"[red]error:[/red] given up after {distributed.MAX_ATTEMPTS} workers died on each of: "
                       + ", ".join(f"{s.cell.id} {s.role} {s.index}" for s in abandoned), highlight=False)
@@ -106,41 +122,44 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def collect_command(args: argparse.Namespace, console: Console) -> int:
-    from harness import distributed, worker
+    from harness import distributed, runner, worker
     from harness.display import Display
-    from harness.store import MANIFEST
 
     study, results, storage, options = shared_study(args)
     shared = distributed.Shared(study, distributed.open_storage(storage, args.heartbeat, args.grace), args.grace)
-    if not (results / MANIFEST).exists():  # a machine that ran no worker: manifest and splits first
-        worker.prepare(study, args.study, results, Display(console, enabled=False), options)
-    console.print(f"{worker.export(shared, results, storage)} new runs in {results}")
+    ctx = runner.check_inputs(study, results, Display(console, enabled=False)) if results.manifest() is None else None
+    with results.hold(shared=True):
+        if ctx is not None:  # a machine that ran no worker: manifest and splits first
+            worker.start(ctx, results, args.study, options)
+        exported = worker.export(shared, results, storage)
+    console.print(f"{exported} new runs in {results.dir}")
     return report(args, results, console)
 
 
 def shared_study(args: argparse.Namespace):
     from harness import worker
+    from harness.store import Results
     from harness.study import load_study
 
     study = load_study(args.study, args.overrides)
-    results = Path(args.results or Path("results") / study.name)
-    storage = args.storage or os.environ.get(worker.STORAGE_ENV) or f"journal://{(results / 'journal.log').resolve()}"
+    results = Results(args.results or Path("results") / study.name)
+    storage = args.storage or os.environ.get(worker.STORAGE_ENV) or f"journal://{results.journal.resolve()}"
     poll = max(1.0, min(5.0, args.heartbeat / 2))
     return study, results, storage, worker.Options(storage, args.heartbeat, args.grace, poll)
 
 
-def child_args(args: argparse.Namespace, results: Path) -> list[str]:
+def child_args(args: argparse.Namespace, results) -> list[str]:
     """The command line of each local worker: this one's, without --processes and --storage."""
     sets = [item for o in args.overrides for item in ("--set", o)]
-    return [args.study, "--results", str(results), *sets, "--heartbeat",
+    return [args.study, "--results", str(results.dir), *sets, "--heartbeat",
             str(args.heartbeat), "--grace", str(args.grace), "--quiet", "--no-report"]
 
 
-def report(args: argparse.Namespace, results: Path, console: Console) -> int:
+def report(args: argparse.Namespace, results, console: Console) -> int:
     from harness.report import write_report
 
     if not args.no_report:
-        console.print(f"report: {write_report(results)}")
+        console.print(f"report: {write_report(results.dir)}")
     return 0
 
 

@@ -21,10 +21,24 @@ class Dataset:
     val: np.ndarray  # fixed for every cell of the study
     test: np.ndarray  # fixed for every cell of the study (may be empty)
     dropped_empty: int  # rows dropped for an empty or whitespace-only text
+    groups: np.ndarray  # (N,) group id of each row (its own row number when the study has no group column)
+    source: dict  # {"file": path read, "sha256": its checksum}
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    def rows(self, size: int | str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, validation rows) of a run: the seed's subset, and the study's fixed validation set."""
+        return self.subset(size, seed), self.val
+
+    def splits(self) -> dict:
+        """What the report needs of the fixed splits: class names, labels and groups of validation and test."""
+        return {"class_names": self.class_names, "train_pool": int(len(self.train_pool)),
+                "val_labels": "".join(map(str, self.labels[self.val])),
+                "test_labels": "".join(map(str, self.labels[self.test])),
+                "val_groups": self.groups[self.val].tolist(), "test_groups": self.groups[self.test].tolist(),
+                "test_rows": self.test.tolist(), "dropped_empty": self.dropped_empty}
 
     def subset(self, size: int | str, seed: int) -> np.ndarray:
         """Training rows for ``size`` and ``seed``: stratified, and nested across sizes."""
@@ -39,7 +53,7 @@ class Dataset:
 
 
 def load_dataset(spec: DataSpec) -> Dataset:
-    frame = read_source(spec.source, spec.sha256)
+    frame, source = read_source(spec.source, spec.sha256)
     if spec.max_rows:
         frame = frame.iloc[: spec.max_rows]
     where = f"data.source '{redact(spec.source)}'"
@@ -55,9 +69,11 @@ def load_dataset(spec: DataSpec) -> Dataset:
     if frame.empty:
         raise HarnessError(f"{where}: column '{spec.text_column}' has no non-empty text")
     labels, names = encode_labels(frame[spec.label_column], spec, where)
-    groups = frame[spec.group_column].astype(str).to_numpy() if spec.group_column else np.arange(len(frame))
+    groups = frame[spec.group_column].astype(str).to_numpy() if spec.group_column \
+        else np.arange(len(frame)).astype(str)
     train, val, test = split(labels, groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
-    return Dataset(frame[spec.text_column].astype(str).tolist(), labels, names, train, val, test, dropped)
+    return Dataset(frame[spec.text_column].astype(str).tolist(), labels, names, train, val, test, dropped, groups,
+                   source)
 
 
 def encode_labels(column: pd.Series, spec: DataSpec, where: str) -> tuple[np.ndarray, list[str]]:

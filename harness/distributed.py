@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import re
 import threading
 import time
@@ -48,6 +49,7 @@ from optuna.trial import FrozenTrial, TrialState
 from harness import tuning
 from harness.errors import HarnessError
 from harness.grid import Cell, expand
+from harness.records import RunRecord
 from harness.study import Study
 
 MAX_ATTEMPTS = 3  # a slot whose worker died this many times is given up (it may be what kills them)
@@ -122,15 +124,19 @@ class Shared:
     def prefix(self) -> str:
         return f"{self.study.name}@{self.study.fingerprint()}"
 
+    @functools.cached_property
+    def cells(self) -> list[Cell]:
+        return expand(self.study)
+
     def slots(self, cell: Cell, role: str) -> list[Slot]:
-        indices = range(self.study.search.trials) if role == "tune" else self.study.seeds.evaluate
+        indices = range(cell.study.search.trials) if role == "tune" else cell.study.seeds.evaluate
         return [Slot(cell, role, i) for i in indices]
 
     def optuna_study(self, cell: Cell, role: str) -> optuna.Study:
         name = f"{self.prefix}/{cell.id}" + ("#eval" if role == "eval" else "")
         if name not in self._studies:
             if role == "tune":
-                s = self.study
+                s = cell.study
                 self._studies[name] = tuning.open_study(self.storage, name, s.search, s.train, cell.epochs,
                                                         s.seeds.tune[0])
             else:  # a queue of seeds, not an optimisation: the direction means nothing
@@ -162,7 +168,7 @@ def is_done(trial: FrozenTrial, role: str) -> bool:
     result = own(trial, "result")
     if result is None or not trial.state.is_finished():
         return False
-    expected = tuning.outcome(result)[0] if role == "tune" else TrialState.COMPLETE
+    expected = tuning.outcome(RunRecord.from_dict(result))[0] if role == "tune" else TrialState.COMPLETE
     return trial.state == expected
 
 
@@ -205,7 +211,7 @@ def plan(shared: Shared, poll: float) -> None:
         while "planned" not in shared.plan_study().user_attrs and time.monotonic() < deadline:
             time.sleep(poll)
         return  # a planner that died half way is made good by repair()
-    for cell in expand(shared.study):
+    for cell in shared.cells:
         for role in ("tune", "eval"):
             for slot in shared.slots(cell, role):
                 shared.optuna_study(cell, role).enqueue_trial({}, user_attrs={"slot": slot.index})
@@ -214,7 +220,7 @@ def plan(shared: Shared, poll: float) -> None:
 
 def fail_stale(shared: Shared) -> None:
     """Fail RUNNING trials whose worker stopped beating, in every Optuna study of the harness study."""
-    for cell in expand(shared.study):
+    for cell in shared.cells:
         for role in ("tune", "eval"):
             fail_stale_in(shared, shared.optuna_study(cell, role))
 
@@ -265,7 +271,7 @@ class Unit:
 
 def claim(shared: Shared, worker: str) -> Unit | None:
     """Pop the next waiting unit in grid order; evaluation only in cells whose tuning is settled."""
-    for cell in expand(shared.study):
+    for cell in shared.cells:
         tune = survey(shared, cell, "tune")
         if waiting(tune) and (unit := pop(shared, cell, "tune", worker)):
             return unit
@@ -336,9 +342,9 @@ def beating(shared: Shared, unit: Unit, interval: float) -> Iterator[None]:
         thread.join()
 
 
-def finish(unit: Unit, record: dict) -> None:
+def finish(unit: Unit, record: RunRecord) -> None:
     """Store the record in the trial, then tell: a worker killed in between leaves no done unit."""
-    mark(unit.trial, "result", record)
+    mark(unit.trial, "result", record.to_dict())
     if unit.slot.role == "tune":
         state, value = tuning.outcome(record)
         unit.study.tell(unit.trial.number, value, state=state)

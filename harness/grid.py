@@ -1,31 +1,71 @@
-"""The grid: every combination of the scientific axes is one cell."""
+"""The grid: every combination of a block's axes is one cell; a study's cells are its blocks' union."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-from harness.study import Study
+from harness.axes import Axis, axes_of, cell_id, sort_key
+from harness.study import GridSpec, Study, with_values
 
 
 @dataclass(frozen=True)
 class Cell:
-    data_size: int | str  # training examples, or "all"
-    epochs: int  # maximum epoch budget
-    freeze: int | str  # frozen encoder blocks (with the embeddings), or "all"
+    id: str  # n=50|ep=4|freeze=all[|optimizer=sgd...]: the Optuna study name and the key in runs.jsonl
+    values: tuple[tuple[str, Any], ...] = field(compare=False)  # (axis column, level) of every axis
+    study: Study | None = field(default=None, compare=False, repr=False)  # as this cell runs: varied keys
+    # set, its grid's seeds
+
+    def __getitem__(self, column: str) -> Any:
+        return dict(self.values)[column]
 
     @property
-    def id(self) -> str:
-        """Stable name used as the Optuna study name and the key in runs.jsonl."""
-        return f"n={self.data_size}|ep={self.epochs}|freeze={self.freeze}"
+    def data_size(self) -> int | str:
+        return self["data_size"]
+
+    @property
+    def epochs(self) -> int:
+        return self["epochs"]
+
+    @property
+    def freeze(self) -> int | str:
+        return self["freeze"]
+
+    @property
+    def varied(self) -> dict[str, Any]:
+        """The values of the axes beyond the three built-in ones."""
+        return {k: v for k, v in self.values if k not in ("data_size", "epochs", "freeze")}
 
 
 def expand(study: Study) -> list[Cell]:
-    """Cells in a fixed order: cheap ones (frozen, small, short) first so a report fills early."""
-    grid = study.grid
-    frozen_first = sorted(grid.freeze, key=lambda f: float("-inf") if f == "all" else -f)
-    sizes = sorted(grid.data_sizes, key=lambda n: float("inf") if n == "all" else n)
-    return [
-        Cell(data_size=n, epochs=e, freeze=f)
-        for f, n, e in itertools.product(frozen_first, sizes, sorted(grid.epochs))
-    ]
+    """Every cell of every grid block once, in grid order (cheap ones first so a report fills early).
+
+    A cell named by two blocks runs once; it must then have the same seeds in both.
+    """
+    axes = axes_of(study)
+    cells: dict[str, Cell] = {}
+    for block in study.grid:
+        for cell in _block_cells(study, block, axes):
+            known = cells.setdefault(cell.id, cell)
+            if known.study.seeds != cell.study.seeds:
+                raise ValueError(f"cell {cell.id} is in two grid blocks with different seeds; give it one")
+    return sorted(cells.values(), key=lambda c: sort_key(axes, dict(c.values)))
+
+
+def _block_cells(study: Study, block: GridSpec, axes: list[Axis]) -> list[Cell]:
+    base = study if block.seeds is None else dataclasses.replace(study, seeds=block.seeds)
+    vary = dict(block.vary)
+    names = [a.column for a in axes[3:]]
+    choices = [vary.get(name, (_current(study, name),)) for name in names]
+    out = []
+    for n, e, f, *rest in itertools.product(block.data_sizes, block.epochs, block.freeze, *choices):
+        values = {"data_size": n, "epochs": e, "freeze": f} | dict(zip(names, rest))
+        out.append(Cell(cell_id(axes, values), tuple(values.items()), with_values(base, dict(zip(names, rest)))))
+    return out
+
+
+def _current(study: Study, name: str) -> Any:
+    section, _, key = name.partition(".")
+    return getattr(getattr(study, section), key)

@@ -114,9 +114,15 @@ class Encodings:
     pad_id: int
 
 
-def tokenize(name: str, texts: list[str], max_length: int) -> Encodings:
+def tokenize(name: str, texts: list[str], max_length: int, rows: np.ndarray | None = None) -> Encodings:
+    """Token ids of ``texts`` (only of ``rows`` when given: the others stay empty, length 0)."""
     tokenizer = load_tokenizer(name)
-    ids = _tokenize_cached(model_path(name), texts, max_length)
+    if rows is None:
+        ids = _tokenize_cached(model_path(name), texts, max_length)
+    else:
+        ids = [np.zeros(0, dtype=np.int32)] * len(texts)
+        for row, x in zip(rows, _tokenize_cached(model_path(name), [texts[r] for r in rows], max_length)):
+            ids[row] = x
     return Encodings(ids, np.array([len(x) for x in ids]), tokenizer.pad_token_id or 0)
 
 

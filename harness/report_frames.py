@@ -18,7 +18,7 @@ import pandas as pd
 from harness import diagnostics, stats
 from harness.errors import HarnessError
 from harness.report_format import label
-from harness.store import MANIFEST, read_records
+from harness.store import Results
 
 AXES = ["data_size", "epochs", "freeze"]
 SPLITS = "splits.json"
@@ -47,15 +47,14 @@ class Stored:
 
 
 def read_stored(results: Path) -> Stored:
-    path = results / MANIFEST
-    if not path.exists():
-        raise HarnessError(f"{results}: no {MANIFEST}; expected a study's results directory")
-    records = read_records(results)
+    store = Results(results)
+    if store.manifest() is None:
+        raise HarnessError(f"{results}: no manifest.json; expected a study's results directory")
+    records = [{k: v for k, v in r.to_dict().items() if k != "axes"} | r.axes for r in store.records()]
     if not records:
         raise HarnessError(f"{results}: no runs.jsonl records (run the study first)")
-    splits = json.loads((results / SPLITS).read_text()) if (results / SPLITS).exists() else {}
     records = sorted(records, key=cell_key)  # stable: store order within a cell
-    return Stored(json.loads(path.read_text()), splits, records)
+    return Stored(store.manifest(), store.splits(), records)
 
 
 def cell_key(row) -> tuple:

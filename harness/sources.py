@@ -39,16 +39,22 @@ def cache_dir() -> Path:
     return root
 
 
-def read_source(source: str, sha256: str = "") -> pd.DataFrame:
-    """Rows of ``source`` (builtin:NAME, a path or an http(s) URL), checked against ``sha256``."""
+def read_source(source: str, sha256: str = "") -> tuple[pd.DataFrame, dict]:
+    """Rows of ``source`` (builtin:NAME, a path or an http(s) URL), checked against ``sha256``,
+    and the file they came from with its checksum (a study's results belong to that content)."""
     if source.startswith("builtin:"):
-        return read_builtin(source.removeprefix("builtin:"))
-    path = download(source) if source.startswith(("http://", "https://")) else Path(source)
-    if not path.is_file():
-        raise HarnessError(f"data.source '{redact(source)}': no such file")
-    if sha256 and file_sha256(path) != sha256.lower():
-        raise HarnessError(f"data.source '{redact(source)}': sha256 is {file_sha256(path)}, expected {sha256}")
-    return read_table(path)
+        name = source.removeprefix("builtin:")
+        frame = read_builtin(name)
+        path = _vader_file(BUILTIN[name])
+    else:
+        path = download(source) if source.startswith(("http://", "https://")) else Path(source)
+        if not path.is_file():
+            raise HarnessError(f"data.source '{redact(source)}': no such file")
+        frame = None
+    digest = file_sha256(path)
+    if sha256 and digest != sha256.lower():
+        raise HarnessError(f"data.source '{redact(source)}': sha256 is {digest}, expected {sha256}")
+    return (read_table(path) if frame is None else frame), {"file": str(path), "sha256": digest}
 
 
 def read_table(path: Path) -> pd.DataFrame:

@@ -1,76 +1,90 @@
-"""The append-only result store: ``runs.jsonl`` plus ``manifest.json`` in ``results/<study>/``.
+"""The results folder of one study, owned here: every path in it, the records, the manifest, the lock.
 
-A record is one JSON line, written with a single ``write`` and ``fsync``ed, so a
-crash leaves at most one torn last line; readers ignore it and the next writer
-cuts it off before appending. Nothing is ever rewritten in place.
+``runs.jsonl`` is append-only: a record is one JSON line written with a single ``write``
+and ``fsync``ed, so a crash leaves at most one torn last line, which readers skip and the
+next writer cuts off. ``manifest.json`` (the study, its fingerprint, the data's checksum,
+provenance) and ``splits.json`` (the fixed validation and test labels and groups) are
+replaced whole. One ``harness run`` at a time holds the folder (a lock the system drops
+when the process dies, so a killed run leaves nothing stale); workers share it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
+import fcntl
 import json
 import os
 import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Iterator
 
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.records import RunRecord
 from harness.sources import redact
+from harness.study import Study, build
 
-RUNS = "runs.jsonl"
-MANIFEST = "manifest.json"
-PACKAGES = ("torch", "transformers", "optuna", "numpy", "pandas", "scipy", "seaborn", "rich", "joblib")
-
-
-def read_records(directory: str | Path) -> list[dict]:
-    """Every complete record; a torn last line (a crash mid-write) is skipped."""
-    path = Path(directory) / RUNS
-    if not path.exists():
-        return []
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                break  # torn tail
-            records.append(json.loads(line))
-    return records
+PACKAGES = ("torch", "transformers", "optuna", "numpy", "pandas", "scipy", "statsmodels", "seaborn", "rich",
+            "joblib")
+MANIFEST_SCHEMA = 2  # 1: fingerprint over every key, no data checksum
 
 
-def load_runs(directory: str | Path) -> pd.DataFrame:
-    """The store as a DataFrame, one row per record, cell axes and test metrics as columns."""
-    records = read_records(directory)
-    if not records:
-        return pd.DataFrame()
-    frame = pd.json_normalize(records, sep="_", max_level=1)
-    return frame
+class Results:
+    """``results/<study>/``: what is in it and how it is written."""
 
-
-class Store:
     def __init__(self, directory: str | Path) -> None:
         self.dir = Path(directory)
-        self.path = self.dir / RUNS
+
+    runs = property(lambda self: self.dir / "runs.jsonl")
+    manifest_path = property(lambda self: self.dir / "manifest.json")
+    splits_path = property(lambda self: self.dir / "splits.json")
+    optuna_url = property(lambda self: f"sqlite:///{self.dir.resolve() / 'optuna.db'}")
+    journal = property(lambda self: self.dir / "journal.log")
+    worker_lock = property(lambda self: self.dir / ".lock")
+    report = property(lambda self: self.dir / "report.md")
+    figures = property(lambda self: self.dir / "figures")
+    tables = property(lambda self: self.dir / "tables")
+
+    # --- records -------------------------------------------------------------------------------
+
+    def records(self) -> list[RunRecord]:
+        """Every complete record; a torn last line (a crash mid-write) is skipped."""
+        return [RunRecord.from_dict(r) for r in self.raw_records()]
+
+    def raw_records(self) -> list[dict]:
+        if not self.runs.exists():
+            return []
+        out = []
+        with open(self.runs, encoding="utf-8") as handle:
+            for line in handle:
+                if not line.endswith("\n"):
+                    break  # torn tail
+                out.append(json.loads(line))
+        return out
 
     def done(self) -> set[tuple]:
         """Keys of finished records: (cell, role, seed) for evaluation, (cell, role, trial) for tuning."""
-        return {record_key(r) for r in read_records(self.dir)}
+        return {r.key for r in self.records()}
 
-    def append(self, record: dict) -> None:
+    def append(self, record: RunRecord) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
-        line = json.dumps(record, sort_keys=True, allow_nan=True) + "\n"
-        with open(self.path, "a", encoding="utf-8") as handle:
+        line = json.dumps(record.to_dict(), sort_keys=True, allow_nan=True) + "\n"
+        with open(self.runs, "a", encoding="utf-8") as handle:
             handle.write(line)
             handle.flush()
             os.fsync(handle.fileno())
 
     def _repair_tail(self) -> None:
         """Cut a torn last line left by a crash, so the next record starts on its own line."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        if not self.runs.exists() or self.runs.stat().st_size == 0:
             return
-        with open(self.path, "rb+") as handle:
+        with open(self.runs, "rb+") as handle:
             handle.seek(-1, os.SEEK_END)
             if handle.read(1) == b"\n":
                 return
@@ -79,42 +93,162 @@ class Store:
             handle.flush()
             os.fsync(handle.fileno())
 
+    # --- manifest ------------------------------------------------------------------------------
+
+    def manifest(self) -> dict | None:
+        if not self.manifest_path.exists():
+            return None
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError:
+            raise HarnessError(f"{self.manifest_path}: not valid JSON; move the directory aside or remove it") \
+                from None
+
+    def study(self) -> Study:
+        """The study that wrote this folder, rebuilt from its manifest (keys added since get defaults)."""
+        manifest = self.manifest()
+        if manifest is None:
+            raise HarnessError(f"{self.dir}: no manifest.json; expected a study's results directory")
+        return build(Study, manifest["study"], str(self.manifest_path), "")
+
+    def check_owner(self, study: Study, data: dict | None = None) -> None:
+        """Refuse a folder written by another study, a changed one, or the same study on changed data."""
+        manifest = self.manifest()
+        if manifest is None:
+            return
+        fingerprint = manifest.get("fingerprint")
+        if manifest.get("schema", 1) < MANIFEST_SCHEMA:  # fingerprinted by an older harness: recompute
+            with contextlib.suppress(HarnessError, KeyError, TypeError):
+                fingerprint = self.study().fingerprint()
+        if fingerprint != study.fingerprint():
+            raise HarnessError(
+                f"{self.dir}: written by study '{manifest.get('study', {}).get('name')}' with fingerprint "
+                f"{manifest.get('fingerprint')}, not this study '{study.name}' ({study.fingerprint()}); "
+                "use --results for a new directory")
+        old = manifest.get("data") or {}
+        if data and old.get("sha256") and old["sha256"] != data["sha256"]:
+            raise HarnessError(
+                f"{data['file']}: the data changed since {self.dir} was started (sha256 {old['sha256'][:16]}... "
+                f"then, {data['sha256'][:16]}... now); restore the file or use --results for a new directory")
+
+    def write_manifest(self, study: Study, study_file: str, device: str, data: dict | None = None,
+                       **extra: Any) -> None:
+        """Provenance: resolved study, git commit, versions, device, the data's checksum; each session."""
+        old = self.manifest() or {}
+        as_dict = study.to_dict()
+        as_dict["data"]["source"] = redact(as_dict["data"]["source"])  # no user:password@ on disk
+        now = _now()
+        session = {"started": now, "device": device, "host": platform.node(), "pid": os.getpid()}
+        manifest = old | {
+            "schema": MANIFEST_SCHEMA, "study": as_dict, "fingerprint": study.fingerprint(), "study_file": study_file,
+            "git_commit": git_commit(), "packages": package_versions(), "python": platform.python_version(),
+            "device": device, "created": old.get("created", now), "sessions": old.get("sessions", []) + [session],
+            "data": data or old.get("data"), **extra}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+
+    def update_manifest(self, **fields: Any) -> None:
+        write_atomic(self.manifest_path, json.dumps((self.manifest() or {}) | fields, indent=2, sort_keys=True))
+
+    def end_session(self) -> None:
+        """Mark this process's session finished: a later run can tell a clean end from a kill."""
+        manifest = self.manifest()
+        if manifest and manifest.get("sessions") and manifest["sessions"][-1].get("pid") == os.getpid():
+            manifest["sessions"][-1]["ended"] = _now()
+            write_atomic(self.manifest_path, json.dumps(manifest, indent=2, sort_keys=True))
+
+    # --- splits --------------------------------------------------------------------------------
+
+    def write_splits(self, splits: dict) -> None:
+        """The fixed validation and test labels (and groups), so the report scores stored predictions."""
+        if not self.splits_path.exists():
+            write_atomic(self.splits_path, json.dumps(splits))
+
+    def splits(self) -> dict:
+        return json.loads(self.splits_path.read_text()) if self.splits_path.exists() else {}
+
+    # --- the folder itself ---------------------------------------------------------------------
+
+    def check_writable(self) -> None:
+        """Refuse, before anything is written, a results path that cannot become a writable folder."""
+        path = self.dir
+        if path.exists() and not path.is_dir():
+            raise HarnessError(f"results directory {path}: a file is in its place; expected a directory")
+        probe = path
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir():
+            raise HarnessError(f"results directory {path}: {probe} is a file, so no directory can be made under it")
+        if not os.access(probe, os.W_OK | os.X_OK):
+            raise HarnessError(f"results directory {path}: {probe} is not writable (permission denied)")
+
+    @contextlib.contextmanager
+    def hold(self, shared: bool = False) -> Iterator[None]:
+        """Hold the folder for a whole run: one ``harness run`` at a time, or any number of workers.
+
+        An advisory lock on the directory itself (flock): the system drops it when the process
+        ends, however it ends, so a killed run leaves no stale lock behind.
+        """
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir, os.O_RDONLY)
+        except OSError as exc:
+            raise HarnessError(f"results directory {self.dir}: cannot be used ({exc.strerror})") from None
+        try:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise HarnessError(f"results directory {self.dir}: in use by {self.holder()}; wait for it to "
+                                   "finish or use --results for another directory") from None
+            yield
+        finally:
+            os.close(fd)
+
+    def holder(self) -> str:
+        """Who holds the folder, from the last session in the manifest."""
+        sessions = (self.manifest() or {}).get("sessions") or [{}]
+        last = sessions[-1]
+        return f"pid {last.get('pid', '?')} on {last.get('host', '?')} since {last.get('started', '?')}" \
+            if last else "another process"
+
+    def last_session_unfinished(self) -> dict | None:
+        """The previous session when it never marked its end (killed, or still running elsewhere)."""
+        sessions = (self.manifest() or {}).get("sessions") or []
+        return sessions[-1] if sessions and "ended" not in sessions[-1] and "pid" in sessions[-1] else None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """A short exclusive lock for workers of one machine writing the same files."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.worker_lock, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+
+def read_records(directory: str | Path) -> list[dict]:
+    """Every complete record as the JSON object stored (a torn last line skipped)."""
+    return Results(directory).raw_records()
+
 
 def record_key(record: dict) -> tuple:
+    """The key of a stored record: (cell, role, seed) for evaluation, (cell, role, trial) for tuning."""
     return (record["cell"], record["role"], record["seed"] if record["role"] == "eval" else record["trial"])
 
 
-def check_owner(directory: Path, study_name: str, fingerprint: str) -> None:
-    """Refuse a results directory written by a different study (or a changed one)."""
-    path = directory / MANIFEST
-    if not path.exists():
-        return
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise HarnessError(f"{path}: not valid JSON; move the directory aside or remove it") from None
-    if manifest.get("fingerprint") != fingerprint:
-        raise HarnessError(
-            f"{directory}: written by study '{manifest.get('study', {}).get('name')}' with fingerprint "
-            f"{manifest.get('fingerprint')}, not this study '{study_name}' ({fingerprint}); "
-            "use --results for a new directory")
-
-
-def write_manifest(directory: Path, study: dict, fingerprint: str, study_file: str, device: str) -> None:
-    """Provenance: resolved study, git commit, package versions, device; first and last start times."""
-    path = directory / MANIFEST
-    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    old = json.loads(path.read_text()) if path.exists() else {}
-    if isinstance(study.get("data"), dict) and "source" in study["data"]:  # no user:password@ on disk
-        study = study | {"data": study["data"] | {"source": redact(study["data"]["source"])}}
-    sessions = old.get("sessions", []) + [{"started": now, "device": device, "host": platform.node()}]
-    manifest = {
-        "study": study, "fingerprint": fingerprint, "study_file": study_file,
-        "git_commit": git_commit(), "packages": package_versions(), "python": platform.python_version(),
-        "device": device, "created": old.get("created", now), "sessions": sessions,
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True))
+def load_runs(directory: str | Path) -> pd.DataFrame:
+    """The store as a DataFrame, one row per record, each axis and the test metrics as columns."""
+    results = Results(directory)
+    if not results.dir.is_dir():
+        raise HarnessError(f"{results.dir}: no such results directory")
+    if not results.runs.exists():
+        raise HarnessError(f"{results.dir}: no runs.jsonl (run the study first)")
+    rows = []
+    for record in results.records():
+        raw = record.to_dict()
+        rows.append({k: v for k, v in raw.items() if k != "axes"} | record.axes)
+    return pd.json_normalize(rows, sep="_", max_level=1)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -125,6 +259,10 @@ def write_atomic(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def git_commit() -> str:

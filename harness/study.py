@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import tomllib
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,12 +73,30 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class SeedSpec:
+    tune: tuple[int, ...] = (0,)  # seeds the Optuna trials train with (validation set only)
+    evaluate: tuple[int, ...] = (1, 2, 3)  # seeds the best parameters are run with, then tested
+
+    def check(self, key: str) -> str | None:
+        for name in ("tune", "evaluate"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                return f"{name}: expected distinct seeds"
+        if not self.evaluate:
+            return "evaluate: expected at least one seed"
+        return None
+
+
+@dataclass(frozen=True)
 class GridSpec:
-    """Scientific axes: every combination is one cell."""
+    """Scientific axes: every combination is one cell. A study holds one grid or several."""
 
     data_sizes: tuple[int | str, ...] = (500,)  # training examples ("all" = whole training pool)
     epochs: tuple[int, ...] = (5,)  # maximum epoch budget; early stopping inside it
     freeze: tuple[int | str, ...] = (ALL,)  # lowest encoder blocks frozen with the embeddings
+    # more axes, any model/search/train key: (("train.optimizer", ("sgd", "adamw")), ...)
+    vary: tuple[tuple[str, tuple], ...] = ()
+    seeds: SeedSpec | None = None  # this grid's own seeds (None: the study's [seeds])
 
     def check(self, key: str) -> str | None:
         for name in ("data_sizes", "epochs", "freeze"):
@@ -92,19 +111,9 @@ class GridSpec:
             return "epochs: expected positive integers"
         if any(v != ALL and (not isinstance(v, int) or v < 0) for v in self.freeze):
             return "freeze: expected integers >= 0 or \"all\""
-        return None
-
-
-@dataclass(frozen=True)
-class SeedSpec:
-    tune: tuple[int, ...] = (0,)  # seeds the Optuna trials train with (validation set only)
-    evaluate: tuple[int, ...] = (1, 2, 3)  # seeds the best parameters are run with, then tested
-
-    def check(self, key: str) -> str | None:
-        if not self.evaluate:
-            return "evaluate: expected at least one seed"
-        if len(set(self.evaluate)) != len(self.evaluate):
-            return "evaluate: expected distinct seeds"
+        for name, values in self.vary:
+            if not values or len(set(map(repr, values))) != len(values):
+                return f"vary.{name}: expected a list of distinct values"
         return None
 
 
@@ -168,28 +177,119 @@ class TrainSpec:
 
 
 @dataclass(frozen=True)
+class AnalysisSpec:
+    """How the report judges results; changing it never changes a run (not in the fingerprint)."""
+
+    smallest_effect: float = 0.01  # the smallest change in the metric worth calling a difference
+    alpha: float = 0.05  # error rate of each family of verdicts
+    forecast_sizes: tuple[int | str, ...] = ()  # data sizes to forecast ("all" = whole pool; () = 2x, 4x, all)
+
+    def check(self, key: str) -> str | None:
+        if not 0 < self.smallest_effect < 1:
+            return "smallest_effect: expected a number in (0, 1)"
+        if not 0 < self.alpha < 0.5:
+            return "alpha: expected a number in (0, 0.5)"
+        if any(v != ALL and (not isinstance(v, int) or v < 1) for v in self.forecast_sizes):
+            return "forecast_sizes: expected positive integers or \"all\""
+        return None
+
+
+# the sections whose keys a grid may vary; data is shared by every cell, seeds have their own table
+VARIABLE = {"model": ModelSpec, "search": SearchSpec, "train": TrainSpec}
+NOT_RUN = ("description", "analysis")  # keys that change the report only: left out of the fingerprint
+
+
+@dataclass(frozen=True)
 class Study:
     name: str
     description: str = ""
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
-    grid: GridSpec = field(default_factory=GridSpec)
+    grid: tuple[GridSpec, ...] = (GridSpec(),)  # [grid] is one; [[grid]] several
     seeds: SeedSpec = field(default_factory=SeedSpec)
     search: SearchSpec = field(default_factory=SearchSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
 
     def check(self, key: str) -> str | None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             return "name: expected letters, digits, '-', '_' or '.'"
+        for i, block in enumerate(self.grid):
+            where = "grid" if len(self.grid) == 1 else f"grid[{i}]"
+            problem = self._check_vary(block, where) or self._check_seeds(block, where)
+            if problem:
+                return problem
+        return None
+
+    def _check_vary(self, block: GridSpec, where: str) -> str | None:
+        for name, values in block.vary:
+            for value in values:
+                problem = vary_section(self, name, value).check("")
+                if problem:
+                    return f"{where}.vary.{name}: value {value!r}: {problem.partition(': ')[2]}"
+        return None
+
+    def _check_seeds(self, block: GridSpec, where: str) -> str | None:
+        seeds = block.seeds or self.seeds
+        trials = dict(block.vary).get("search.trials", (self.search.trials,))
+        if any(t > 0 for t in trials) and not seeds.tune:
+            return (f"{where + '.seeds' if block.seeds else 'seeds'}.tune: expected at least one seed "
+                    "(search.trials > 0 trains Optuna trials with them)")
         return None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The study as a TOML-shaped dict: ``build(Study, study.to_dict())`` gives it back."""
+        out = dataclasses.asdict(self)
+        for block in out["grid"]:
+            block["vary"] = {name: values for name, values in block["vary"]}
+            if block["seeds"] is None:
+                del block["seeds"]
+        return _lists(out)
 
     def fingerprint(self) -> str:
-        """sha256 of the resolved study: a results directory belongs to one fingerprint."""
-        blob = json.dumps(self.to_dict(), sort_keys=True)
+        """sha256 of what decides the runs: the keys that differ from their defaults, less NOT_RUN.
+
+        Keys a later version adds with a default leave the fingerprint of an older study as it was.
+        """
+        blob = json.dumps({k: v for k, v in delta(self).items() if k not in NOT_RUN}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _lists(obj: Any) -> Any:
+    """Tuples as lists, as TOML and JSON give them back."""
+    if isinstance(obj, dict):
+        return {k: _lists(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_lists(v) for v in obj]
+    return obj
+
+
+def delta(obj: Any) -> Any:
+    """A dataclass as a dict of the fields that differ from their defaults (recursively)."""
+    if isinstance(obj, tuple) and obj and dataclasses.is_dataclass(obj[0]):
+        return [delta(o) for o in obj]
+    if not dataclasses.is_dataclass(obj):
+        return obj
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING or value != default:
+            out[f.name] = delta(value)
+    return out
+
+
+def vary_section(study: Study, name: str, value: Any) -> Any:
+    """The section of ``study`` that ``name`` ("train.optimizer") lives in, with ``value`` set."""
+    section, _, key = name.partition(".")
+    return dataclasses.replace(getattr(study, section), **{key: value})
+
+
+def with_values(study: Study, values: dict[str, Any]) -> Study:
+    """``study`` with the varied keys of one cell set: ``{"train.optimizer": "sgd"}``."""
+    for name, value in values.items():
+        study = dataclasses.replace(study, **{name.partition(".")[0]: vary_section(study, name, value)})
+    return study
 
 
 def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
@@ -204,10 +304,18 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
         raise HarnessError(f"{where}: not a valid TOML file ({exc})") from None
     for item in overrides or []:
         _apply_override(raw, item, where)
-    return build(Study, raw, where, "")
+    study = build(Study, raw, where, "")
+    from harness.grid import expand  # the grid reads the study: imported here, not at the top
+
+    try:
+        expand(study)
+    except ValueError as exc:
+        raise StudyError(where, "grid", str(exc)) from None
+    return study
 
 
 def _apply_override(raw: dict, item: str, where: str) -> None:
+    """``key=value`` into the raw table; a grid key applies to every [[grid]] block."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise HarnessError(f"--set {item!r}: expected key=value, e.g. search.trials=2")
@@ -216,12 +324,14 @@ def _apply_override(raw: dict, item: str, where: str) -> None:
     except tomllib.TOMLDecodeError:
         value = text  # a bare word is a string: --set model.name=distilbert-base-uncased
     *parents, last = key.split(".")
-    node = raw
+    nodes = [raw]
     for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
+        nodes = [n.setdefault(part, {}) for n in nodes]
+        nodes = [m for n in nodes for m in (n if isinstance(n, list) else [n])]
+        if not all(isinstance(n, dict) for n in nodes):
             raise StudyError(where, key, "is not a table")
-    node[last] = value
+    for node in nodes:
+        node[last] = value
 
 
 def build(cls: type, raw: Any, where: str, prefix: str) -> Any:
@@ -239,17 +349,50 @@ def build(cls: type, raw: Any, where: str, prefix: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise StudyError(where, prefix + f.name, "missing (required)")
             continue
-        hint = hints[f.name]
-        if dataclasses.is_dataclass(hint):
-            values[f.name] = build(hint, raw[f.name], where, prefix + f.name + ".")
-        else:
-            values[f.name] = _coerce(raw[f.name], hint, where, prefix + f.name)
+        values[f.name] = _field(hints[f.name], raw[f.name], where, prefix + f.name)
     obj = cls(**values)
     problem = obj.check(prefix)
     if problem:
         key, _, message = problem.partition(": ")
         raise StudyError(where, prefix + key, message)
     return obj
+
+
+def _field(hint: Any, value: Any, where: str, key: str) -> Any:
+    """One field's value: a nested section, the grid's blocks, its vary table, or a plain value."""
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where, key + ".")
+    if hint == tuple[GridSpec, ...]:  # [grid] is one block, [[grid]] a list of them
+        blocks = value if isinstance(value, list) else [value]
+        if not blocks:
+            raise StudyError(where, key, "expected at least one [[grid]] block")
+        return tuple(build(GridSpec, b, where, f"{key}[{i}]." if len(blocks) > 1 else key + ".")
+                     for i, b in enumerate(blocks))
+    if key.endswith("vary"):
+        return _vary(value, where, key)
+    args = typing.get_args(hint)
+    if type(None) in args and any(dataclasses.is_dataclass(a) for a in args):  # an optional section
+        return build(next(a for a in args if dataclasses.is_dataclass(a)), value, where, key + ".")
+    return _coerce(value, hint, where, key)
+
+
+def _vary(raw: Any, where: str, key: str) -> tuple[tuple[str, tuple], ...]:
+    """``[grid.vary]``: study key -> list of values, each typed like the key it sets."""
+    if not isinstance(raw, dict):
+        raise StudyError(where, key, "expected a table of study keys, e.g. \"train.optimizer\" = [\"sgd\", \"adamw\"]")
+    out = []
+    for name, values in raw.items():
+        section, _, field_name = name.partition(".")
+        cls = VARIABLE.get(section)
+        if cls is None or field_name not in {f.name for f in dataclasses.fields(cls)}:
+            raise StudyError(where, f"{key}.{name}", "expected a model, search or train key such as "
+                             "\"train.optimizer\" (data and seeds are shared by every cell; data sizes, "
+                             "epochs and freezing are the grid's own axes)")
+        if not isinstance(values, list):
+            raise StudyError(where, f"{key}.{name}", f"expected a list of values, got {values!r}")
+        hint = typing.get_type_hints(cls)[field_name]
+        out.append((name, tuple(_coerce(v, hint, where, f"{key}.{name}") for v in values)))
+    return tuple(out)
 
 
 def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
@@ -259,7 +402,7 @@ def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
             raise StudyError(where, key, f"expected a list, got {type(value).__name__} {value!r}")
         item_hint = typing.get_args(hint)[0]
         return tuple(_coerce(v, item_hint, where, key) for v in value)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         # int | str: an integer, or the one accepted word "all"
         if isinstance(value, int) and not isinstance(value, bool):
             return value

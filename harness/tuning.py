@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import optuna
 
+from harness.records import RunRecord
 from harness.study import SearchSpec, TrainSpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -62,7 +63,7 @@ def suggest(trial: optuna.Trial, search: SearchSpec) -> dict:
             "batch_size": trial.suggest_categorical("batch_size", list(search.batch_size))}
 
 
-def recover(study: optuna.Study, recorded: dict[int, dict]) -> None:
+def recover(study: optuna.Study, recorded: dict[int, RunRecord]) -> None:
     """Settle trials left RUNNING by a killed process (this process is the study's only worker).
 
     A trial whose record reached the store is told its recorded outcome; one that did
@@ -98,18 +99,18 @@ def best_params(study: optuna.Study) -> dict:
     return dict(min(trials, key=lambda t: (sign * t.value, t.number)).params)
 
 
-def settle(study: optuna.Study, number: int, record: dict) -> None:
+def settle(study: optuna.Study, number: int, record: RunRecord) -> None:
     """Tell Optuna the outcome stored in ``record``."""
     state, value = outcome(record)
     study.tell(number, value, state=state)
 
 
-def outcome(record: dict) -> tuple[optuna.trial.TrialState, float | None]:
+def outcome(record: RunRecord) -> tuple[optuna.trial.TrialState, float | None]:
     """The Optuna state (and objective) that a tuning record stands for."""
-    if record["status"] == "pruned":
+    if record.status == "pruned":
         return optuna.trial.TrialState.PRUNED, None
-    if record["status"] in ("ok", "collapsed") and record.get("objective") is not None:
-        return optuna.trial.TrialState.COMPLETE, record["objective"]
+    if record.status in ("ok", "collapsed") and record.objective is not None:
+        return optuna.trial.TrialState.COMPLETE, record.objective
     return optuna.trial.TrialState.FAIL, None
 
 

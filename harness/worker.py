@@ -1,8 +1,7 @@
 """One worker process of a shared study: prepare once, then claim, train and record units until none is left.
 
 ``harness.distributed`` decides which unit is whose; this module trains them with
-the same functions as ``python -m harness run`` (``runner.run_trial`` and
-``runner.run_one``), writes the finished runs from the storage into
+the same execution core as ``python -m harness run`` (``harness.execute``), writes the finished runs from the storage into
 ``results/<study>/runs.jsonl`` and starts N local workers for ``--processes N``.
 """
 
@@ -11,27 +10,24 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import fcntl
-import json
 import os
 import platform
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Iterator
 
 import optuna
 from optuna.trial import TrialState
 
-from harness import runner, tuning
+from harness import execute, runner, tuning
 from harness.display import Display
 from harness.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, redact, repair, \
     retry_of, settled, survey
 from harness.errors import HarnessError
-from harness.grid import Cell, expand
-from harness.store import MANIFEST, Store, read_records, record_key, write_atomic, write_manifest
+from harness.grid import Cell
+from harness.records import RunRecord
+from harness.store import Results
 from harness.study import Study
 
 
@@ -52,50 +48,31 @@ def worker_id() -> str:
     return f"{platform.node()}:{os.getpid()}"
 
 
-def prepare(study: Study, study_file: str, results: Path, display: Display, options: Options) -> runner.Context:
-    """runner.prepare, with the writes to the results directory under a lock shared by local workers."""
-    ctx = runner.load_context(study, results, display)
-    with locked(results):
+def start(ctx: execute.Context, results: Results, study_file: str, options: Options) -> None:
+    """runner.start, under a lock shared by the workers of this machine."""
+    with results.locked():
         check_storage(results, redact(options.storage))
-        write_manifest(results, study.to_dict(), study.fingerprint(), study_file, runner.device_name(ctx.device))
-        runner.write_splits(results, ctx.dataset)
-        update_manifest(results, storage=redact(options.storage))
-    return ctx
+        runner.start(ctx, results, study_file, storage=redact(options.storage))
 
 
-@contextlib.contextmanager
-def locked(results: Path) -> Iterator[None]:
-    """An exclusive lock on the results directory, for workers of one machine writing the same files."""
-    results.mkdir(parents=True, exist_ok=True)
-    with open(results / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def check_storage(results: Path, storage: str) -> None:
+def check_storage(results: Results, storage: str) -> None:
     """A store filled from one storage never takes records from another: trial numbers would clash."""
-    path = results / MANIFEST
-    old = json.loads(path.read_text()).get("storage") if path.exists() else None
-    if read_records(results) and old != storage:
-        raise HarnessError(f"{results}: holds runs from {old or 'python -m harness run'}, not from storage "
+    old = (results.manifest() or {}).get("storage")
+    if results.raw_records() and old != storage:
+        raise HarnessError(f"{results.dir}: holds runs from {old or 'python -m harness run'}, not from storage "
                            f"{storage}; use --results for a new directory")
 
 
-def update_manifest(results: Path, **fields) -> None:
-    path = results / MANIFEST
-    old = json.loads(path.read_text()) if path.exists() else {}
-    write_atomic(path, json.dumps(old | fields, indent=2, sort_keys=True))
-
-
-def work(ctx: runner.Context, shared: Shared, options: Options) -> list[Slot]:
+def work(ctx: execute.Context, shared: Shared, options: Options) -> list[Slot]:
     """Run units until every slot of the study is done; the slots given up on, if any."""
     me = worker_id()
-    if any(d > 0 for d in ctx.depths.values()):  # the frozen-prefix pass now, not inside a claimed trial
-        ctx.inputs(max(ctx.depths.values()))
+    for cell in ctx.cells:  # the frozen-prefix passes now, not inside a claimed trial
+        if ctx.depths[cell.id] > 0:
+            ctx.inputs(cell)
     plan(shared, options.poll)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     shared.plan_study().set_user_attr(f"worker:{me}:{started}", {  # a key per worker: no lost update
-        "host": platform.node(), "pid": os.getpid(), "device": runner.device_name(ctx.device), "started": started})
+        "host": platform.node(), "pid": os.getpid(), "device": execute.device_name(ctx.device), "started": started})
     last_check, idle = float("-inf"), 0.5
     while True:
         if time.monotonic() - last_check > options.heartbeat:  # stale trials: at most once per beat
@@ -103,10 +80,10 @@ def work(ctx: runner.Context, shared: Shared, options: Options) -> list[Slot]:
             last_check = time.monotonic()
         unit = claim(shared, me)
         if unit is not None:
-            execute(ctx, shared, unit, options)
+            run_unit(ctx, shared, unit, options)
             idle = 0.5
             continue
-        states = {k: v for cell in expand(shared.study) for role in ("tune", "eval")
+        states = {k: v for cell in shared.cells for role in ("tune", "eval")
                   for k, v in survey(shared, cell, role).items()}
         if settled(states):
             return [slot for slot, state in states.items() if state.abandoned]
@@ -115,7 +92,7 @@ def work(ctx: runner.Context, shared: Shared, options: Options) -> list[Slot]:
             idle = min(2 * idle, options.poll)
 
 
-def execute(ctx: runner.Context, shared: Shared, unit: Unit, options: Options) -> None:
+def run_unit(ctx: execute.Context, shared: Shared, unit: Unit, options: Options) -> None:
     """Train the unit with heartbeats, store its record in the trial; a failure to do so is retried."""
     slot, number = unit.slot, unit.trial.number
     ctx.display.start_cell(f"{slot.cell.id} {slot.role} {slot.index} (trial {number})", 1, 0)
@@ -123,7 +100,8 @@ def execute(ctx: runner.Context, shared: Shared, unit: Unit, options: Options) -
     try:
         with beating(shared, unit, options.heartbeat):
             record = train(ctx, shared, unit)
-            record |= {"worker": worker_id(), "optuna_trial": number, "retry_of": retry_of(unit.frozen)}
+            record = dataclasses.replace(record, worker=worker_id(), optuna_trial=number,
+                                         retry_of=retry_of(unit.frozen))
             finish(unit, record)
     except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale under us: its retry records it
         ctx.display.log(f"{worker_id()}: {slot.cell.id} {slot.role} {slot.index}: trial {number} was failed "
@@ -134,55 +112,54 @@ def execute(ctx: runner.Context, shared: Shared, unit: Unit, options: Options) -
             mark(unit.trial, "interrupted", True)
             unit.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
         raise
-    ctx.display.run_done(record["status"])
+    ctx.display.run_done(record.status)
     ctx.display.log(f"{worker_id()}: {slot.cell.id} {slot.role} {slot.index} trial {number}: "
-                    f"{record['status']} in {record.get('seconds', 0):.1f} s")
+                    f"{record.status} in {record.seconds or 0:.1f} s")
 
 
-def train(ctx: runner.Context, shared: Shared, unit: Unit) -> dict:
-    study, cell = shared.study, unit.slot.cell
+def train(ctx: execute.Context, shared: Shared, unit: Unit) -> RunRecord:
+    cell = unit.slot.cell
     if unit.slot.role == "tune":  # sampler seeded per slot: a slot's draw does not depend on who runs it
-        unit.study.sampler = tuning.make_sampler(study.search, study.seeds.tune[0], unit.slot.index)
-        return runner.run_trial(ctx, cell, unit.trial)
+        unit.study.sampler = tuning.make_sampler(cell.study.search, cell.study.seeds.tune[0], unit.slot.index)
+        return execute.run_trial(ctx, cell, unit.trial)
     params = eval_params(shared, cell)
     tuned = [own(t, "result") for t in shared.optuna_study(cell, "tune").get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,))]
-    return runner.evaluation(ctx, cell, unit.slot.index, params, [r for r in tuned if r])
+    return execute.evaluation(ctx, cell, unit.slot.index, params, [RunRecord.from_dict(r) for r in tuned if r])
 
 
 def eval_params(shared: Shared, cell: Cell) -> dict:
     """The best tuning trial's parameters (every worker gets the same: tuning is settled), else fixed."""
-    search = shared.study.search
     tune = shared.optuna_study(cell, "tune")
-    if search.trials and tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    if cell.study.search.trials and tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return tuning.best_params(tune)
-    return {"lr": search.fixed_lr, "batch_size": search.fixed_batch_size}
+    return execute.fixed_params(cell)
 
 
 # --- results ---------------------------------------------------------------------------------
 
-def done_records(shared: Shared) -> list[dict]:
+def done_records(shared: Shared) -> list[RunRecord]:
     """Every done unit's record, in grid order: tuning slots, then evaluation seeds."""
     records = []
-    for cell in expand(shared.study):
+    for cell in shared.cells:
         for role in ("tune", "eval"):
             states = survey(shared, cell, role)
-            records += [own(s.done, "result") for _, s in sorted(states.items(), key=lambda kv: kv[0].index)
-                        if s.done is not None]
+            records += [RunRecord.from_dict(own(s.done, "result"))
+                        for _, s in sorted(states.items(), key=lambda kv: kv[0].index) if s.done is not None]
     return records
 
 
-def export(shared: Shared, results: Path, storage: str) -> int:
+def export(shared: Shared, results: Results, storage: str) -> int:
     """Append to runs.jsonl every done record it lacks, list the workers in the manifest; how many."""
-    with locked(results):
+    with results.locked():
         check_storage(results, redact(storage))
-        store = Store(results)
-        have = store.done()
-        new = [r for r in done_records(shared) if record_key(r) not in have]
+        have = results.done()
+        new = [r for r in done_records(shared) if r.key not in have]
         for record in new:
-            store.append(record)
+            results.append(record)
         workers = sorted(shared.plan_study().user_attrs.items())
-        update_manifest(results, storage=redact(storage), workers=[v for k, v in workers if k.startswith("worker:")])
+        results.update_manifest(storage=redact(storage),
+                                workers=[v for k, v in workers if k.startswith("worker:")])
     return len(new)
 
 

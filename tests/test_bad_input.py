@@ -21,8 +21,9 @@ import pytest
 from harness.__main__ import main
 from harness.data import load_dataset
 from harness.errors import HarnessError
-from harness.store import Store, write_manifest
-from harness.study import DataSpec, load_study
+from harness.records import RunRecord
+from harness.store import Results
+from harness.study import DataSpec, Study, load_study
 
 REVIEWS = Path(__file__).parents[2] / "shared" / "data" / "amazon_multidomain_8k.csv"
 
@@ -117,13 +118,15 @@ def owned_results(root: Path, study_file: Path, overrides: list[str], fingerprin
     """results/bad as a finished earlier session of this study left it (or of another study)."""
     try:
         study = load_study(study_file, overrides)
-        fingerprint = fingerprint or study.fingerprint()
-        resolved = study.to_dict()
     except HarnessError:  # the case fails at load time: any owner will do
-        fingerprint, resolved = fingerprint or "0" * 16, {"name": "bad"}
-    results = root / "results" / "bad"
-    write_manifest(results, resolved, fingerprint, str(study_file), "cpu")
-    Store(results).append({"cell": "n=16|ep=1|freeze=all", "role": "eval", "seed": 1, "status": "ok"})
+        study = Study(name="bad")
+    results = Results(root / "results" / "bad")
+    results.write_manifest(study, str(study_file), "cpu")
+    if fingerprint:
+        results.update_manifest(fingerprint=fingerprint)
+    results.append(RunRecord(study="bad", cell="n=16|ep=1|freeze=all", axes={"data_size": 16, "epochs": 1,
+                             "freeze": "all"}, role="eval", seed=1, params={}, device="cpu"))
+    results = results.dir
     (results / "report.md").write_text("# an earlier report\n")
     return results
 
@@ -206,6 +209,6 @@ def test_empty_texts_are_dropped_and_counted(tmp_path, texts, dropped):
 
 def test_credentials_in_a_data_url_never_reach_the_manifest(tmp_path):
     study = load_study(write_study(tmp_path, STUDY.replace('"data.csv"', '"https://ann:s3cret@example.org/d.csv"')))
-    write_manifest(tmp_path / "results", study.to_dict(), study.fingerprint(), "study.toml", "cpu")
+    Results(tmp_path / "results").write_manifest(study, "study.toml", "cpu")
     text = (tmp_path / "results" / "manifest.json").read_text()
     assert "s3cret" not in text and "https://***@example.org/d.csv" in text

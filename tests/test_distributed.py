@@ -11,6 +11,7 @@ PostgreSQL cases are skipped with the reason, except under CI, where they fail.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -33,7 +34,8 @@ from harness import distributed, tuning, worker
 from harness.display import Display
 from harness.errors import HarnessError
 from harness.grid import expand
-from harness.store import read_records, record_key
+from harness.records import RunRecord
+from harness.store import Results, read_records, record_key
 from harness.study import load_study
 
 ROOT = Path(__file__).parents[1]
@@ -117,7 +119,8 @@ def stub_worker(url: str, log: Path, hang: bool) -> None:
     study = load_study(SMOKE)
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
     options = worker.Options(url, HEARTBEAT, GRACE, poll=0.2)
-    ctx = SimpleNamespace(display=Display(enabled=False), device=__import__("torch").device("cpu"), depths={})
+    ctx = SimpleNamespace(display=Display(enabled=False), device=__import__("torch").device("cpu"), depths={},
+                          cells=[])
 
     def train(ctx, shared, unit):
         slot = unit.slot
@@ -126,14 +129,13 @@ def stub_worker(url: str, log: Path, hang: bool) -> None:
         if hang:
             time.sleep(3600)  # killed here, mid-trial
         time.sleep(0.05)
-        record = {"cell": slot.cell.id, "role": slot.role, "status": "ok", "seconds": 0.05}
+        record = RunRecord(study=study.name, cell=slot.cell.id, axes=dict(slot.cell.values), role=slot.role,
+                           seed=0, params={}, device="cpu", seconds=0.05)
         if slot.role == "tune":
             params = tuning.suggest(unit.trial, study.search)
-            return record | {"seed": 0, "trial": unit.trial.number, "params": params, "objective": params["lr"]}
-        tune = shared.optuna_study(slot.cell, "tune")
+            return dataclasses.replace(record, trial=unit.trial.number, params=params, objective=params["lr"])
         assert distributed.settled(distributed.survey(shared, slot.cell, "tune"))  # evaluation waits for tuning
-        return record | {"seed": slot.index, "trial": None, "params": worker.eval_params(shared, slot.cell),
-                         "best_trial": tune.best_trial.number}
+        return dataclasses.replace(record, seed=slot.index, params=worker.eval_params(shared, slot.cell))
 
     worker.train = train
     worker.stop_on_sigterm()
@@ -160,8 +162,8 @@ def all_slots(study) -> list[tuple]:
 def export(url: str, results: Path) -> list[dict]:
     study = load_study(SMOKE)
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
-    worker.export(shared, results, url)
-    worker.export(shared, results, url)  # twice: nothing added the second time
+    worker.export(shared, Results(results), url)
+    worker.export(shared, Results(results), url)  # twice: nothing added the second time
     return read_records(results)
 
 
@@ -188,9 +190,10 @@ def test_three_workers_share_every_slot_exactly_once(storage_url, tmp_path):
     records = export(storage_url, tmp_path / "results")
     check_store(records, study)
     for r in records:
-        if r["role"] == "eval":  # every evaluation seed used the cell's best tuning trial
-            best = [t for t in records if t["cell"] == r["cell"] and t["trial"] == r["best_trial"]]
-            assert r["params"] == best[0]["params"]
+        if r["role"] == "eval":  # every evaluation seed used the cell's best tuning trial (the stub's objective: lr)
+            best = max((t for t in records if t["cell"] == r["cell"] and t["role"] == "tune"),
+                       key=lambda t: (t["objective"], -t["trial"]))
+            assert r["params"] == best["params"]
     manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
     assert len(manifest["workers"]) == 3 and manifest["storage"] == distributed.redact(storage_url)
 
@@ -257,7 +260,7 @@ def test_a_results_directory_takes_runs_from_one_storage_only(tmp_path):
     results.mkdir()
     (results / "runs.jsonl").write_text(json.dumps({"cell": "c", "role": "eval", "seed": 1}) + "\n")
     with pytest.raises(HarnessError, match="use --results"):
-        worker.check_storage(results, "journal:///elsewhere.log")
+        worker.check_storage(Results(results), "journal:///elsewhere.log")
 
 
 # --- real workers ----------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from harness.study import load_study
 def test_default_grid_is_the_full_product():
     study = load_study(Path(__file__).parents[1] / "studies/default.toml")
     cells = expand(study)
-    g = study.grid
+    g = study.grid[0]
     assert len(cells) == len(g.data_sizes) * len(g.epochs) * len(g.freeze)
     assert len({c.id for c in cells}) == len(cells)
     assert {(c.data_size, c.epochs, c.freeze) for c in cells} == {
@@ -22,3 +22,38 @@ def test_frozen_and_small_cells_come_first(tmp_path):
     order = [(c.freeze, c.data_size) for c in expand(load_study(path))]
     assert order == [("all", 50), ("all", "all"), (2, 50), (2, "all"), (0, 50), (0, "all")]
     assert expand(load_study(path))[0].id == "n=50|ep=3|freeze=all"
+
+
+def test_vary_any_study_key_with_no_code_change(tmp_path):
+    """A key no code names (train.warmup_ratio) becomes an axis: cells, ids and per-cell studies."""
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[grid]\ndata_sizes = [50]\nepochs = [3]\nfreeze = ["all"]\n'
+                    '[grid.vary]\n"train.warmup_ratio" = [0.0, 0.2]\n"model.max_length" = [32, 64]\n')
+    cells = expand(load_study(path))
+    assert [c.id for c in cells] == [
+        "n=50|ep=3|freeze=all|warmup_ratio=0.0|max_length=32", "n=50|ep=3|freeze=all|warmup_ratio=0.0|max_length=64",
+        "n=50|ep=3|freeze=all|warmup_ratio=0.2|max_length=32", "n=50|ep=3|freeze=all|warmup_ratio=0.2|max_length=64"]
+    assert [(c.study.train.warmup_ratio, c.study.model.max_length) for c in cells] == [
+        (0.0, 32), (0.0, 64), (0.2, 32), (0.2, 64)]
+
+
+def test_several_grids_run_a_shared_cell_once(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[[grid]]\ndata_sizes = [50, 100]\nepochs = [20]\nfreeze = ["all"]\n'
+                    '[grid.seeds]\nevaluate = [1, 2, 3, 4]\n'
+                    '[[grid]]\ndata_sizes = [100]\nepochs = [3]\nfreeze = ["all", 0]\n')
+    cells = expand(load_study(path))
+    assert [c.id for c in cells] == ["n=50|ep=20|freeze=all", "n=100|ep=3|freeze=all", "n=100|ep=20|freeze=all",
+                                     "n=100|ep=3|freeze=0"]
+    assert cells[0].study.seeds.evaluate == (1, 2, 3, 4) and cells[1].study.seeds.evaluate == (1, 2, 3)
+
+
+def test_a_cell_in_two_grids_with_different_seeds_is_refused(tmp_path):
+    import pytest
+
+    from harness.errors import HarnessError
+
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[[grid]]\nepochs = [3]\n[grid.seeds]\nevaluate = [1]\n[[grid]]\nepochs = [3]\n')
+    with pytest.raises(HarnessError, match="two grid blocks with different seeds"):
+        load_study(path)

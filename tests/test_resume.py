@@ -9,6 +9,7 @@ depend on where the process was killed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -22,12 +23,13 @@ import optuna
 import pytest
 
 from harness import tuning
-from harness.store import Store, read_records, record_key
+from harness.records import RunRecord
+from harness.store import Results, read_records, record_key
 from harness.study import SearchSpec, TrainSpec
 
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
-RECORD = {"cell": "c", "role": "eval", "seed": 1, "trial": None, "status": "ok"}
+RECORD = RunRecord(study="s", cell="c", axes={}, role="eval", seed=1, params={}, device="cpu")
 
 
 # --- the store ------------------------------------------------------------------------------
@@ -35,20 +37,21 @@ RECORD = {"cell": "c", "role": "eval", "seed": 1, "trial": None, "status": "ok"}
 @pytest.mark.parametrize("torn", [b'{"cell": "c", "ro', b"{", b'{"cell": "c"}'],
                          ids=["mid-key", "one-byte", "no-newline"])
 def test_a_torn_last_line_is_ignored_then_cut_before_the_next_append(tmp_path, torn):
-    store = Store(tmp_path)
+    store = Results(tmp_path)
     store.append(RECORD)
-    with open(store.path, "ab") as handle:
+    with open(store.runs, "ab") as handle:
         handle.write(torn)  # a crash in the middle of the second append
-    assert read_records(tmp_path) == [RECORD]
-    store.append(RECORD | {"seed": 2})
-    assert read_records(tmp_path) == [RECORD, RECORD | {"seed": 2}]
-    assert store.path.read_bytes().count(b"\n") == 2
+    assert store.records() == [RECORD]
+    second = dataclasses.replace(RECORD, seed=2)
+    store.append(second)
+    assert store.records() == [RECORD, second]
+    assert store.runs.read_bytes().count(b"\n") == 2
 
 
 def test_done_keys_name_the_cell_role_and_seed_or_trial(tmp_path):
-    store = Store(tmp_path)
+    store = Results(tmp_path)
     store.append(RECORD)
-    store.append(RECORD | {"role": "tune", "seed": 0, "trial": 3})
+    store.append(dataclasses.replace(RECORD, role="tune", seed=0, trial=3))
     assert store.done() == {("c", "eval", 1), ("c", "tune", 3)}
 
 
@@ -110,8 +113,8 @@ def test_a_resumed_study_draws_what_an_uninterrupted_one_draws(tmp_path, sampler
     assert [t.user_attrs["retry_of"] for t in study.trials if "retry_of" in t.user_attrs] == kills
 
 
-def record(status: str, objective_value: float | None = None) -> dict:
-    return {"status": status, "objective": objective_value}
+def record(status: str, objective_value: float | None = None) -> RunRecord:
+    return dataclasses.replace(RECORD, role="tune", status=status, objective=objective_value)
 
 
 @pytest.mark.parametrize("stored, state, requeued", [
@@ -132,7 +135,7 @@ def test_recover_settles_a_trial_left_running(tmp_path, stored, state, requeued)
     assert [(t.user_attrs, t.system_attrs["fixed_params"]) for t in waiting] == (
         [({"retry_of": 0}, params)] if requeued else [])
     if stored is not None and state == optuna.trial.TrialState.COMPLETE:
-        assert study.trials[0].value == stored["objective"]
+        assert study.trials[0].value == stored.objective
 
 
 def test_an_interrupted_retry_is_not_retried_again(tmp_path):

@@ -27,8 +27,9 @@ def test_every_shipped_study_loads(path):
 
 def test_default_study_meets_the_design_card():
     study = load_study(Path(__file__).parents[1] / "studies/default.toml")
-    assert len(study.grid.data_sizes) >= 3 and len(study.grid.epochs) >= 2
-    assert "all" in study.grid.freeze and 0 in study.grid.freeze and len(study.grid.freeze) >= 3
+    grid = study.grid[0]
+    assert len(grid.data_sizes) >= 3 and len(grid.epochs) >= 2
+    assert "all" in grid.freeze and 0 in grid.freeze and len(grid.freeze) >= 3
     assert len(study.seeds.evaluate) >= 3 and study.search.trials >= 4
 
 
@@ -54,6 +55,17 @@ def test_defaults_follow_the_mlu_review_schema(tmp_path):
     ('[data]\nthresholds = [1.0, 0.0]\n', "data.thresholds"),
     ('[model]\nmax_length = 2\n', "model.max_length"),
     ('[seeds]\nevaluate = []\n', "seeds.evaluate"),
+    ('[seeds]\ntune = []\n', "seeds.tune"),
+    ('[seeds]\ntune = [0, 0]\n', "seeds.tune"),
+    ('[grid.vary]\n"train.optimiser" = ["sgd"]\n', "grid.vary.train.optimiser"),
+    ('[grid.vary]\n"data.max_rows" = [10, 20]\n', "grid.vary.data.max_rows"),
+    ('[grid.vary]\n"train.optimizer" = ["sgd", "adam"]\n', "grid.vary.train.optimizer"),
+    ('[grid.vary]\n"train.warmup_ratio" = ["none"]\n', "grid.vary.train.warmup_ratio"),
+    ('[grid.vary]\n"train.optimizer" = "sgd"\n', "grid.vary.train.optimizer"),
+    ('[grid.vary]\n"train.optimizer" = ["sgd", "sgd"]\n', "grid.vary.train.optimizer"),
+    ('[[grid]]\nepochs = [1]\n[[grid]]\nepochs = [0]\n', "grid[1].epochs"),
+    ('[[grid]]\nepochs = [1]\n[grid.seeds]\nevaluate = []\n', "grid.seeds.evaluate"),
+    ('[analysis]\nsmallest_effect = 0\n', "analysis.smallest_effect"),
     ('colour = "red"\n', "colour"),
     ('[grid]\nepochs = [true]\n', "grid.epochs"),
 ])
@@ -68,7 +80,7 @@ def test_bad_study_names_file_and_key(tmp_path, text, key):
 def test_overrides_are_typed_and_validated(tmp_path):
     path = write(tmp_path, MINIMAL)
     study = load_study(path, ["search.trials=7", "grid.freeze=[\"all\", 2]", "model.name=distilbert-base-uncased"])
-    assert study.search.trials == 7 and study.grid.freeze == ("all", 2)
+    assert study.search.trials == 7 and study.grid[0].freeze == ("all", 2)
     assert study.model.name == "distilbert-base-uncased"
     with pytest.raises(HarnessError, match="search.trials"):
         load_study(path, ["search.trials=-1"])
@@ -78,3 +90,26 @@ def test_fingerprint_changes_with_the_study(tmp_path):
     path = write(tmp_path, MINIMAL)
     assert load_study(path).fingerprint() == load_study(path).fingerprint()
     assert load_study(path).fingerprint() != load_study(path, ["search.trials=2"]).fingerprint()
+
+
+def test_fingerprint_ignores_report_only_keys_and_new_defaults(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    base = load_study(path).fingerprint()
+    assert load_study(path, ["analysis.smallest_effect=0.02", "description=x"]).fingerprint() == base
+    assert load_study(path, ["train.optimizer=adamw"]).fingerprint() == base  # the default, spelled out
+    assert load_study(path, ["train.optimizer=sgd"]).fingerprint() != base
+
+
+def test_to_dict_builds_the_same_study_again(tmp_path):
+    from harness.study import Study, build
+
+    path = write(tmp_path, MINIMAL + '[[grid]]\nepochs = [1]\n[grid.vary]\n"train.optimizer" = ["sgd", "adamw"]\n'
+                                    '[[grid]]\nepochs = [2]\n[grid.seeds]\nevaluate = [5]\n')
+    study = load_study(path)
+    assert build(Study, study.to_dict(), "x", "") == study
+
+
+def test_a_grid_override_applies_to_every_block(tmp_path):
+    path = write(tmp_path, MINIMAL + '[[grid]]\nepochs = [3]\n[[grid]]\nepochs = [5]\nfreeze = [0]\n')
+    study = load_study(path, ["grid.epochs=[1]"])
+    assert [g.epochs for g in study.grid] == [(1,), (1,)]

@@ -1,0 +1,98 @@
+"""The run record: one finished training run (an Optuna trial or an evaluation seed), as stored.
+
+Built in one place (``harness.execute``), written as one JSON line by ``harness.store``,
+read back by the report. ``schema`` says which version of this layout a line follows;
+older lines are brought up to date as they are read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.errors import HarnessError
+
+SCHEMA = 2  # 1: axes as top-level data_size/epochs/freeze keys; 2: every axis under "axes"
+BUILTIN_AXES = ("data_size", "epochs", "freeze")
+
+
+@dataclass
+class RunRecord:
+    study: str
+    cell: str  # the cell's id, n=50|ep=4|freeze=all[|...]
+    axes: dict[str, Any]  # axis column -> level of this cell
+    role: str  # "tune" (an Optuna trial, validation only) or "eval" (an evaluation seed, tested once)
+    seed: int
+    params: dict[str, Any]  # lr, batch_size
+    device: str
+    status: str = "ok"  # ok | collapsed | diverged | pruned | failed
+    trial: int | None = None  # Optuna trial number (tuning runs)
+    freeze_depth: int | None = None  # frozen blocks, "all" resolved for the model
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_epoch: int | None = None  # the epoch whose weights were restored
+    stopped_epoch: int | None = None  # the last epoch trained
+    val: dict[str, float] = field(default_factory=dict)  # validation metrics at best_epoch
+    test: dict[str, Any] = field(default_factory=dict)  # test metrics, predictions, probabilities
+    held_test: dict[str, Any] = field(default_factory=dict)  # a tuning run's test score, held back from tuning
+    train_size: int | None = None
+    val_size: int | None = None
+    test_size: int | None = None
+    trainable_params: int | None = None
+    total_params: int | None = None
+    micro_batch: int | None = None  # after any out-of-memory halving
+    oom_retries: int = 0
+    seconds: float | None = None  # training time of this run
+    error: str | None = None  # failed runs: the reason, and its traceback
+    traceback: str | None = None
+    objective: float | None = None  # tuning runs: the Optuna objective (mean over tuning seeds)
+    retry_of: int | None = None  # tuning runs: the trial this one repeats after a kill
+    tune_seeds: list[int] | None = None
+    reused_from_trial: int | None = None  # evaluation runs that are a tuning trial (not trained again)
+    worker: str | None = None  # host:pid of the worker that trained it (shared studies)
+    optuna_trial: int | None = None  # the work unit's trial number in shared storage
+    finished: str | None = None  # UTC time, ISO 8601
+    schema: int = SCHEMA
+
+    @property
+    def key(self) -> tuple:
+        """(cell, role, seed) for an evaluation run, (cell, role, trial) for a tuning run."""
+        return (self.cell, self.role, self.seed if self.role == "eval" else self.trial)
+
+    @property
+    def data_size(self) -> int | str:
+        return self.axes["data_size"]
+
+    @property
+    def epochs(self) -> int:
+        return self.axes["epochs"]
+
+    @property
+    def freeze(self) -> int | str:
+        return self.axes["freeze"]
+
+    @property
+    def trained(self) -> bool:
+        """False for an evaluation run that is a reused tuning trial: its training counts once, there."""
+        return self.reused_from_trial is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunRecord":
+        """A stored line as a record; lines of an older schema are brought up to date."""
+        raw = dict(raw)
+        version = raw.pop("schema", 1)
+        if version > SCHEMA:
+            raise HarnessError(f"run record of schema {version}: written by a newer harness (this one reads "
+                               f"up to {SCHEMA}); update the harness")
+        if version == 1:
+            raw["axes"] = {k: raw.pop(k) for k in BUILTIN_AXES if k in raw}
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in names})
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
