@@ -1,6 +1,6 @@
 """python -m bench --cells head-only,top-2,full
 
-Runs ../shared/BENCHMARK.md: for each cell, the peer (Hugging Face Trainer with
+Runs the benchmark (bench/__init__.py): for each cell, the peer (Hugging Face Trainer with
 Optuna) and the harness side by side, interleaved repetition by repetition so
 that a busy machine slows both alike; for head-only also the limit (one forward
 pass through the frozen part). On a GPU it adds samples/s and MFU of full

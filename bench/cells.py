@@ -1,4 +1,4 @@
-"""The cells of ../shared/BENCHMARK.md and the one data split both sides use.
+"""The cells of the benchmark (see bench/__init__.py) and the one data split both sides use.
 
 Split once: a fixed stratified test set (500 reviews, seed 0); every seed then
 draws a stratified training subset of ``data_size`` rows from the remaining
@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 from harness.sources import read_table
 from harness.study import TrainSpec
 
-# ../shared/data beside the repository; never copied into the project
+# the review file lives outside the repository (it is never copied into it); --data points elsewhere
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "amazon_multidomain_8k.csv"
 TEXT, LABEL = "reviewText", "isPositive"
 N_CLASSES = 2

@@ -1,4 +1,4 @@
-"""Per-cell summary lines, the targets of issue 6, and the files a run leaves.
+"""Per-cell summary lines, the speed targets, and the files a run leaves.
 
 Every function here is pure except ``write``: the Markdown table is rendered
 from the stored results alone, so it can be redrawn without training anything.
@@ -20,7 +20,7 @@ from bench.cells import SideResult
 from harness.store import git_commit, package_versions, write_atomic
 
 SLOW_S = 300.0  # the protocol lets a side slower than this run once per cell
-# issue 6: peer time over harness time at least this much, per cell
+# the speed targets: peer time over harness time at least this much, per cell
 TARGET_RATIO = {"head-only": 15.0, "top-2": 2.0, "full": 1.5}
 TARGET_LIMIT = 1.5  # head-only: harness time over the one-forward-pass limit at most this
 TARGET_MFU = 0.35  # GPU, full fine-tuning in bf16
@@ -57,7 +57,7 @@ def summarize(cell: str, peer: list[SideResult], ours: list[SideResult], limit: 
 
 
 def targets(line: dict) -> dict:
-    """Each of issue 6's targets that applies to the cell: True when met."""
+    """Each speed target that applies to the cell: True when met."""
     met = {}
     if line["cell"] in TARGET_RATIO:
         met[f"ratio >= {TARGET_RATIO[line['cell']]:g}"] = line["ratio"] >= TARGET_RATIO[line["cell"]]
@@ -97,7 +97,7 @@ def render(results: dict) -> str:
     """RESULTS.md: the command, the provenance, one table row per cell, the GPU figures, the targets."""
     prov = results["provenance"]
     out = ["# Benchmark: harness vs Hugging Face Trainer + Optuna", "",
-           "Protocol: ../shared/BENCHMARK.md. Produced by:", "", "```", prov["command"], "```", "",
+           "Protocol: the docstring of bench/__init__.py. Produced by:", "", "```", prov["command"], "```", "",
            f"git {prov['git_commit']}, device {prov['device']}, torch threads {prov['torch_threads']}, "
            f"finished {prov['finished']}.", ""]
     load = prov.get("load_average_during_run") or []
@@ -118,7 +118,7 @@ def render(results: dict) -> str:
         out.append(f"| {line['cell']} | {_runs(line, 'peer')} | {_runs(line, 'harness')} | {line['ratio']:.2f} | "
                    f"{line['peer_test_acc']:.3f} | {line['harness_test_acc']:.3f}{flag} | "
                    f"{line['test_acc_se']:.3f} | {limit} |")
-    out += ["", "Targets (issue 6):", ""]
+    out += ["", "Targets:", ""]
     for line in results["cells"]:
         for name, ok in line["targets"].items():
             out.append(f"- {line['cell']}: {name}: {'met' if ok else 'NOT met'}")

@@ -53,7 +53,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:
         run_study(study, args.study, results, display)
-    display.summary(summary_rows(results.dir))
+    rows = summary_rows(results.dir)
+    display.summary(rows, rows[0]["split"] if rows else "test")
     if not args.no_report:
         console.print(f"report: {write_report(results.dir)}")
     return 0

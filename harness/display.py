@@ -20,16 +20,25 @@ class Display:
         self.grid = self.cell = self.epochs = None
 
     def __enter__(self) -> "Display":
-        self.progress.start()
-        return self
+        return self  # the bars start with the first run: an error while loading prints its one line alone
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if not self.progress.live.is_started:
+            return  # stopping bars that never started would print an empty line
+        if exc_type is not None:  # the error's line follows: leave no emptied bars above it
+            self.progress.live.transient = True
         self.progress.stop()
 
+    def _start(self) -> None:
+        if not self.progress.live.is_started:
+            self.progress.start()
+
     def start_grid(self, n_cells: int, done: int) -> None:
+        self._start()
         self.grid = self.progress.add_task("grid", total=n_cells, completed=done, note="")
 
     def start_cell(self, cell_id: str, n_runs: int, done: int) -> None:
+        self._start()
         if self.cell is not None:
             self.progress.remove_task(self.cell)
         self.cell = self.progress.add_task(f"  {cell_id}", total=n_runs, completed=done, note="")
@@ -53,11 +62,22 @@ class Display:
     def log(self, message: str) -> None:
         self.progress.console.print(message)
 
-    def summary(self, rows: list[dict]) -> None:
-        table = Table(title="evaluation runs: test metrics, mean ± sd over seeds")
-        for name in ("cell", "seeds", "test accuracy", "test macro-F1", "best epoch", "lr", "batch"):
+    def summary(self, rows: list[dict], split: str = "test") -> None:
+        """One row per cell; ``split`` names where the metrics come from ("test" or "validation")."""
+        table = Table(title=f"evaluation runs: {split} metrics, mean ± sd over seeds")
+        for name in ("cell", "seeds", f"{split} accuracy", f"{split} macro-F1", "best epoch", "lr", "batch"):
             table.add_column(name, justify="left" if name == "cell" else "right")
         for r in rows:
             table.add_row(r["cell"], str(r["seeds"]), r["accuracy"], r["f1"], r["best_epoch"], r["lr"],
                           r["batch_size"])
-        self.console.print(table)
+        if self.console.is_terminal:
+            self.console.print(table)
+            return
+        # a log file or a pipe: as wide as the table needs, so that no cell name is cut short
+        width = self.console.width
+        self.console.width = max(width, self.console.measure(table, options=self.console.options.update(
+            width=10_000)).maximum)
+        try:
+            self.console.print(table)
+        finally:
+            self.console.width = width

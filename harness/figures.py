@@ -74,7 +74,8 @@ def accuracy_vs_size(runs: pd.DataFrame, metric: str, path: Path) -> Path:
         ax.xaxis.set_minor_locator(NullLocator())
     grid.set_axis_labels("training examples (log scale)", metric.replace("_", " "))
     grid.set_titles("max epochs = {col_name}")
-    grid.legend.set_title("frozen")
+    if grid.legend is not None:  # one freezing depth: no legend
+        grid.legend.set_title("frozen")
     return _save(grid.figure, path)
 
 
@@ -85,7 +86,8 @@ def accuracy_vs_freeze(runs: pd.DataFrame, metric: str, order: list[str], path: 
                        errorbar=("ci", 95), seed=0, dodge=dodge, height=3.2, aspect=1.2)
     grid.set_axis_labels("frozen blocks ('all' = classifier only)", metric.replace("_", " "))
     grid.set_titles("max epochs = {col_name}")
-    grid.legend.set_title("training examples")
+    if grid.legend is not None:  # one data size: no legend
+        grid.legend.set_title("training examples")
     return _save(grid.figure, path)
 
 

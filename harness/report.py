@@ -41,7 +41,8 @@ def summary_rows(results: Path) -> list[dict]:
     return [{"cell": r.cell, "seeds": f"{r.seeds}/{r.runs}",
              "accuracy": f"{num(r.accuracy_mean)} ± {num(r.accuracy_sd)}",
              "f1": f"{num(r.f1_mean)} ± {num(r.f1_sd)}", "best_epoch": num(r.best_epoch, "g"),
-             "lr": num(r.lr, ".1e"), "batch_size": str(r.batch_size)} for r in table.itertuples()]
+             "lr": num(r.lr, ".1e"), "batch_size": str(r.batch_size),
+             "split": "test" if source(stored) == "test" else "validation"} for r in table.itertuples()]
 
 
 def build(stored: Stored) -> Tables:

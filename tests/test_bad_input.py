@@ -86,6 +86,8 @@ CASES = [
      ["data.source 'http://127.0.0.1:9/x.csv'", "cannot download"]),
     ("checksum-mismatch", GOOD, [f'data.sha256="{"0" * 64}"'], ["data.source 'data.csv'", "sha256 is", "expected 000"]),
     ("no-such-data-file", GOOD, ['data.source="nope.csv"'], ["data.source 'nope.csv'", "no such file"]),
+    ("data-size-without-every-class", GOOD, ["grid.data_sizes=[1]"],
+     ["grid.data_sizes: 1 training examples hold no", "at least one example of each of the 2 classes"]),
 ]
 
 # errors in the study itself, caught as it loads, before torch is imported: run in this process
@@ -101,6 +103,14 @@ STUDY_CASES = [
     ("fixed-lr-negative", ["search.fixed_lr=-1e-4"], ["study.toml", "key 'search.fixed_lr'"]),
     ("max-length-impossible", ["model.max_length=4"], ["study.toml", "key 'model.max_length'"]),
     ("malformed-set", ["search.trials"], ["--set 'search.trials'", "expected key=value"]),
+    ("no-tuning-seed", ["search.trials=2", "seeds.tune=[]"], ["study.toml", "key 'seeds.tune'",
+                                                                 "expected at least one seed"]),
+    ("vary-unknown-key", ['grid.vary={"train.optimiser" = ["sgd"]}'],
+     ["study.toml", "key 'grid.vary.train.optimiser'", "expected a model, search or train key"]),
+    ("vary-data-key", ['grid.vary={"data.max_rows" = [10, 20]}'], ["key 'grid.vary.data.max_rows'"]),
+    ("vary-bad-value", ['grid.vary={"train.optimizer" = ["sgd", "adam"]}'],
+     ["key 'grid.vary.train.optimizer'", "value 'adam'", "expected \"adamw\" or \"sgd\""]),
+    ("analysis-alpha", ["analysis.alpha=0.7"], ["key 'analysis.alpha'", "(0, 0.5)"]),
 ]
 
 
@@ -212,3 +222,50 @@ def test_credentials_in_a_data_url_never_reach_the_manifest(tmp_path):
     Results(tmp_path / "results").write_manifest(study, "study.toml", "cpu")
     text = (tmp_path / "results" / "manifest.json").read_text()
     assert "s3cret" not in text and "https://***@example.org/d.csv" in text
+
+
+def _not_writable(tmp_path: Path) -> Path:
+    """A directory this process may not write into: /proc/1 for root (who may write anywhere else)."""
+    if os.geteuid() == 0:
+        return Path("/proc/1")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    return locked
+
+
+@pytest.mark.parametrize("where, parts", [
+    ("file", ["a file is in its place"]),
+    ("under-file", ["is a file, so no directory can be made under it"]),
+    ("not-writable", ["is not writable (permission denied)"]),
+])
+def test_a_results_directory_that_cannot_be_written(tmp_path, where, parts):
+    (tmp_path / "data.csv").write_bytes(GOOD)
+    write_study(tmp_path)
+    (tmp_path / "plain").write_text("a file\n")
+    target = {"file": tmp_path / "plain", "under-file": tmp_path / "plain" / "results",
+              "not-writable": _not_writable(tmp_path) / "results"}[where]
+    before = snapshot(tmp_path)
+    line = assert_one_line_error(harness_run(tmp_path, "study.toml", "--results", str(target)), parts)
+    assert str(target) in line
+    assert snapshot(tmp_path) == before
+
+
+def test_load_runs_of_a_missing_directory_is_a_clear_error(tmp_path):
+    from harness import load_runs
+
+    with pytest.raises(HarnessError, match="no such results directory"):
+        load_runs(tmp_path / "typo")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HarnessError, match="no runs.jsonl"):
+        load_runs(tmp_path / "empty")
+
+
+def test_the_report_of_a_missing_directory_is_one_line_exit_2(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "harness.report", str(tmp_path / "typo")], capture_output=True,
+                          text=True, timeout=300)
+    assert_one_line_error(done, [str(tmp_path / "typo"), "no manifest.json"])
+
+
+def test_the_table_has_at_least_thirty_kinds_of_bad_input():
+    assert len(CASES) + len(STUDY_CASES) + 6 + 3 + 2 >= 30
