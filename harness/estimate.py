@@ -52,6 +52,7 @@ class Components:
     runs: np.ndarray  # (C, S) run metric, NaN where a run is missing
     coef_map: np.ndarray  # (C, R) OLS cell effects mu_hat = coef_map @ runs[observed]; contrasts only
     run_cell: np.ndarray  # (R,) cell of each observed run, in np.nonzero(observed) order
+    run_seed: np.ndarray  # (R,) its seed (column of runs)
     resid_var: np.ndarray  # (C,) two-way residual variance of each cell's runs
     resid_df: np.ndarray  # (C,) its df
     resid_pooled: float  # the residual variance pooled over cells (a floor on the seed part's df weight)
@@ -87,11 +88,11 @@ def components(runs: np.ndarray, test_cov: np.ndarray, test_df: float, variances
     if variances not in ("cell", "pooled"):
         raise ValueError(f"variances must be 'cell' or 'pooled', got {variances!r}")
     runs = np.asarray(runs, dtype=float)
-    coef_map, run_cell, rss, d, df_total = two_way_fit(runs)
+    coef_map, run_cell, run_seed, rss, d, df_total = two_way_fit(runs)
     n = np.isfinite(runs).sum(axis=1)
     dev = np.where(n[:, None] > 0, runs - _mean_of_runs(runs)[:, None], np.nan)
     w_d = np.maximum(n - 1, 0).astype(float)
-    return Components(runs, coef_map, run_cell, *_per_cell(rss, d, df_total, variances),
+    return Components(runs, coef_map, run_cell, run_seed, *_per_cell(rss, d, df_total, variances),
                       *_per_cell(np.nansum(dev ** 2, axis=1), w_d, w_d.sum(), variances)[:3],
                       nearest_psd(test_cov), float(test_df))
 
@@ -103,11 +104,12 @@ def _mean_of_runs(runs: np.ndarray) -> np.ndarray:
         return np.where(np.isfinite(runs), runs, 0.0).sum(axis=1) / n
 
 
-def two_way_fit(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+def two_way_fit(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """OLS of a[c, s] = mu_c + u_s + e over the observed runs (unbalanced allowed).
 
-    Returns (coef_map (C, R), run_cell (R,), residual sum of squares per cell, its share of the
-    residual df per cell = sum over the cell's runs of (1 - leverage), total residual df).
+    Returns (coef_map (C, R), run_cell (R,), run_seed (R,), residual sum of squares per cell,
+    its share of the residual df per cell = sum over the cell's runs of (1 - leverage), total
+    residual df).
     """
     C = runs.shape[0]
     cell, column = np.nonzero(np.isfinite(runs))
@@ -122,7 +124,7 @@ def two_way_fit(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     rss = np.bincount(cell, resid ** 2, minlength=C)
     share = np.bincount(cell, 1.0 - leverage, minlength=C)
     df = len(cell) - np.linalg.matrix_rank(X) if len(cell) else 0
-    return pinv[:C], cell, rss, np.clip(share, 0.0, None), float(df)
+    return pinv[:C], cell, column, rss, np.clip(share, 0.0, None), float(df)
 
 
 def _per_cell(rss: np.ndarray, d: np.ndarray, df_total: float, variances: str) -> tuple:
@@ -165,11 +167,26 @@ def contrasts(comp: Components, W: np.ndarray) -> Estimates:
     if np.any(W[:, comp.n_runs == 0] != 0):
         raise ValueError("a contrast puts weight on a cell with no kept run")
     H = W @ comp.coef_map  # (K, R): each contrast's OLS weights on the runs
+    _check_estimable(comp, W, H)
     cov_seed = (H * comp.resid_var[comp.run_cell]) @ H.T
     share = (H ** 2) @ (comp.run_cell[:, None] == np.arange(W.shape[1]))  # (K, C): sum of h^2 over a cell's runs
     df_seed = np.minimum(satterthwaite(share * comp.resid_var, comp.resid_df), comp.pooled_df)
     return _combine(H @ comp.runs[comp.observed], cov_seed, W @ comp.test_cov @ W.T, df_seed, comp.test_df,
                     np.maximum(np.diag(cov_seed), share.sum(axis=1) * comp.resid_pooled))
+
+
+def _check_estimable(comp: Components, W: np.ndarray, H: np.ndarray) -> None:
+    """An estimable contrast's run weights add up to w within each cell and to 0 within each seed.
+
+    They do not when the cells compared share no seed (directly or through other cells): the
+    seed effects then cannot be told apart from the cell effects.
+    """
+    for k, (w, h) in enumerate(zip(W, H)):
+        by_cell = np.bincount(comp.run_cell, h, minlength=len(w))
+        by_seed = np.bincount(comp.run_seed, h, minlength=comp.runs.shape[1])
+        if not (np.allclose(by_cell, w, atol=1e-8) and np.allclose(by_seed, 0.0, atol=1e-8)):
+            raise ValueError(f"contrast {k} is not estimable: its cells share no seed, so seed and cell "
+                             "effects cannot be separated")
 
 
 def cell_means(comp: Components) -> Estimates:

@@ -127,6 +127,8 @@ def analyse(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[
     covariance, for macro-F1); Y then only gives its shape and groups the number of groups.
     """
     comp = comp or est.accuracy_components(Y, groups)
+    if len(cells) != len(comp.runs):
+        raise ValueError(f"cells has {len(cells)} rows for {len(comp.runs)} cells of data")
     grid = Grid(cells, order, comp.n_runs > 0)
     inter, answers = answer_contrasts(comp, grid, alpha)
     return GridEstimates(cell_table(comp, grid, alpha, len(np.unique(groups))),

@@ -157,6 +157,7 @@ def test_max_t_with_common_df_is_at_least_multcomps(df):
     ours = ev.critical(ev.family_level(corr, 0.05), df)
     draws = sps.multivariate_t(np.zeros(5), corr, df=df, seed=3).rvs(100_000)
     mvt = np.quantile(np.abs(draws).max(axis=1), 0.95)
+    print(f"\ndf {df:g}: critical value {ours:.3f}, multivariate t {mvt:.3f}")
     assert mvt - 0.02 <= ours <= mvt * 1.08
 
 
@@ -298,16 +299,21 @@ def test_one_seed_per_cell_says_no_seed_variance():
     assert out.detail["verdict"].str.startswith("undecided: no interval").all()
 
 
-@pytest.mark.parametrize("bad, match", [("partial", "NaN on some examples"), ("weights", "sum to 0")])
+@pytest.mark.parametrize("bad, match", [("partial", "NaN on some examples"), ("weights", "sum to 0"),
+                                        ("no shared seed", "not estimable"), ("cells", "5 cells")])
 def test_bad_input_is_refused(bad, match):
-    Y, groups = fixed_grid()
-    if bad == "partial":
-        Y[0, 0, 3] = np.nan
-        with pytest.raises(ValueError, match=match):
+    Y, groups = fixed_grid(missing=())
+    with pytest.raises(ValueError, match=match):
+        if bad == "partial":
+            Y[0, 0, 3] = np.nan
             est.accuracy_components(Y, groups)
-    else:
-        with pytest.raises(ValueError, match=match):
+        elif bad == "weights":
             est.contrasts(est.accuracy_components(Y, groups), [[1, 0, 0, 0, 0]])
+        elif bad == "no shared seed":  # cell 0 ran seeds 0-1 only, every other cell seeds 2-3 only
+            Y[0, 2:], Y[1:, :2] = np.nan, np.nan
+            est.contrasts(est.accuracy_components(Y, groups), [[-1, 1, 0, 0, 0]])
+        else:
+            eg.analyse(Y, groups, pd.DataFrame({"size": [1, 2, 3]}), {"size": float})
 
 
 # ---------------------------------------------------------------- simulations
@@ -333,15 +339,17 @@ def coverage(design: sim.Design, n: int, seed: int) -> tuple[float, float]:
 def test_identical_cells_rarely_give_a_verdict():
     """Family-wise error of the answers family (interaction tests and per-level answers included)."""
     design, n = sim.Design(shifts=np.zeros(len(CELLS))), 500
-    called = []
+    called, interacted = [], []
     for y in sim.simulate(design, n, np.random.default_rng(10)):
         comp = est.accuracy_components(y, design.groups)
-        _, answers = eg.answer_contrasts(comp, GRID)
+        inter, answers = eg.answer_contrasts(comp, GRID)
         f = eg.family_arrays(comp, np.stack([c.weights for c in answers]))
         called.append(np.any((f["lo_sim"] > 0) | (f["hi_sim"] < 0)))
-    rate = float(np.mean(called))
-    print(f"\nidentical cells: any better/worse in {rate:.3f} of {n} grids (MC se {mc_se(0.05, n):.3f})")
-    assert rate <= ALPHA + 3 * mc_se(ALPHA, n)
+        interacted.append(inter["detected"].any())
+    rate, inter_rate = float(np.mean(called)), float(np.mean(interacted))
+    print(f"\nidentical cells: any better/worse in {rate:.3f} of {n} grids, any interaction detected in "
+          f"{inter_rate:.3f} (MC se at 0.05: {mc_se(ALPHA, n):.3f})")
+    assert rate <= ALPHA + 3 * mc_se(ALPHA, n) and inter_rate <= ALPHA + 3 * mc_se(ALPHA, n)
 
 
 @pytest.mark.parametrize("name, design, n", [
