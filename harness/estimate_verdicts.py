@@ -23,7 +23,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 ALPHA = 0.05
 DELTA = 0.01  # smallest effect of interest, in accuracy
@@ -85,8 +85,8 @@ def logit_interval(p: np.ndarray, se: np.ndarray, crit: np.ndarray, n_boundary: 
     """
     p, se, crit = np.broadcast_arrays(*(np.asarray(x, dtype=float) for x in (p, se, crit)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        centre, half = special_logit(p), crit * se / (p * (1 - p))
-        lo, hi = _expit(centre - half), _expit(centre + half)
+        centre, half = special.logit(p), crit * se / (p * (1 - p))
+        lo, hi = special.expit(centre - half), special.expit(centre + half)
     wilson = crit ** 2 / (n_boundary + crit ** 2)
     lo = np.where(p == 0, 0.0, np.where(p == 1, 1 - wilson, lo))
     hi = np.where(p == 0, wilson, np.where(p == 1, 1.0, hi))
@@ -112,14 +112,6 @@ def atanh_p(d: np.ndarray, se: np.ndarray, df: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.arctanh(np.asarray(d, dtype=float)) * (1 - np.asarray(d, dtype=float) ** 2) / se
     return np.where(np.asarray(se) == 0, np.where(np.asarray(d) == 0, 1.0, 0.0), 2 * stats.t.sf(np.abs(t), df))
-
-
-def special_logit(p: np.ndarray) -> np.ndarray:
-    return np.log(p) - np.log1p(-p)
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(x / 2))  # overflow-free logistic
 
 
 def verdict(lo: float, hi: float, delta: float = DELTA) -> str:
