@@ -91,19 +91,18 @@ def variance_model(p: Points) -> tuple[float, float]:
     A sample variance on k runs has variance 2 v^2 / (k - 1) (chi-square), so the fit is
     non-negative least squares (scipy nnls) reweighted by (k - 1) / v(n)^2 a few times: unweighted,
     the large variances of the smallest sizes decide the small ones that forecasts depend on.
-    Without a spread to fit (one run per size, or identical runs) the shape v = 1/n is kept; only
-    the relative weights matter to the fit.
+    Without a spread to fit (one run per size, or identical runs) it is (0, 0).
     """
     has = p.seeds > 1
     if not has.any():
-        return 0.0, 1.0
+        return 0.0, 0.0
     design, target = np.column_stack([np.ones(has.sum()), 1.0 / p.sizes[has]]), p.variance[has]
     v = np.full(len(target), max(target.mean(), 1e-300))
     for _ in range(VARIANCE_ITERATIONS):
         scale = np.sqrt(p.seeds[has] - 1) / v
         (v0, v1), _ = optimize.nnls(design * scale[:, None], target * scale)
         if v0 + v1 <= 0:
-            return 0.0, 1.0
+            return 0.0, 0.0
         v = np.maximum(v0 + v1 / p.sizes[has], 1e-12 * target.max())
     return float(v0), float(v1)
 
@@ -117,7 +116,7 @@ def fit(p: Points) -> Curve:
     if len(p.sizes) < MIN_SIZES:
         raise ValueError(f"need at least {MIN_SIZES} distinct training sizes to fit, got {len(p.sizes)}")
     v0, v1 = variance_model(p)
-    w = p.seeds / (v0 + v1 / p.sizes)
+    w = _weights(p, v0 + v1 / p.sizes)
     x = p.sizes / p.sizes[-1]  # scaled sizes keep eta of order one
     a, b, g = _profile(p.error[None, :], w, x)
     sw = np.sqrt(w)
@@ -132,6 +131,11 @@ def fit(p: Points) -> Curve:
     start = np.clip([a[0], b[0], g[0]], [0, 0, -1], [np.inf, np.inf, 0])
     q = optimize.least_squares(residual, start, jac=jacobian, bounds=([0, 0, -1], [np.inf, np.inf, 0])).x
     return Curve(float(q[0]), float(q[1] * p.sizes[-1] ** -q[2]), float(q[2]), v0, v1, int(p.sizes[-1]))
+
+
+def _weights(p: Points, variance: np.ndarray) -> np.ndarray:
+    """k / v(n); without a modelled spread, k * n: the 1/n shape of a binomial variance."""
+    return p.seeds / variance if (variance > 0).all() else p.seeds * p.sizes
 
 
 def _profile(means: np.ndarray, w: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -179,26 +183,31 @@ def band(p: Points, curve: Curve, sizes, level: float = LEVEL, boots: int = BOOT
     """(len(sizes), 2) expanded percentile-bootstrap band for the accuracy at each of `sizes`.
 
     Each replicate redraws every size's runs from the pooled standardised residuals (the modified
-    residuals divided by the modelled sd, sqrt(v(n))), rescaled to that size's sd; refits the curve
+    residuals divided by the modelled sd, sqrt(v(n))), rescaled to that size's sd (a size with one
+    run gets its noise from the others this way); refits the curve
     with the full fit's weights; and predicts. Pooling is what the variance model buys: with three
     seeds a size, each size alone has 2 degrees of freedom and 10 distinct resamples. The level is
-    expanded for the degrees of freedom of the residuals, z_{level'} = t_{df, level} (Hesterberg 2015,
-    Am. Stat. 69(4), sec. 3: the percentile interval is too narrow in small samples).
+    expanded for the degrees of freedom of the residuals, z_{level'} = t_{df, level}, the "expanded
+    percentile interval" of Hesterberg (2015, Am. Stat. 69(4)): percentile intervals are too narrow
+    in small samples.
     `new_seeds=None`: a band for the mean accuracy the curve describes. `new_seeds=k`: a band for
     the mean of k fresh runs, each replicate adding a normal draw with the modelled variance v(n)/k.
-    Without two runs at any size there is nothing to resample: the band is NaN.
+    Without two runs at any size there is nothing to resample: the band is NaN; with runs that are
+    identical at every size it is the fitted value.
     """
+    n = np.atleast_1d(np.asarray(sizes, dtype=float))
     df = int((p.seeds - 1).sum())
     if df == 0:
-        return np.full((len(np.atleast_1d(sizes)), 2), math.nan)
+        return np.full((len(n), 2), math.nan)
+    if curve.v0 + curve.v1 == 0:  # runs identical at every size: nothing varies
+        return np.column_stack([curve.accuracy(n)] * 2)
     rng = np.random.default_rng(seed)
     sd = np.sqrt(curve.variance(p.sizes))
     pooled = np.concatenate([r / s for r, s, k in zip(p.residuals, sd, p.seeds) if k > 1])
     means = np.tile(p.error, (boots, 1))
     for j, k in enumerate(p.seeds):
         means[:, j] += sd[j] * pooled[rng.integers(0, len(pooled), (boots, k))].mean(axis=1)
-    alpha, b, gamma = _profile(means, p.seeds / sd ** 2, p.sizes / p.sizes[-1])
-    n = np.atleast_1d(np.asarray(sizes, dtype=float))
+    alpha, b, gamma = _profile(means, _weights(p, sd ** 2), p.sizes / p.sizes[-1])
     error = alpha[:, None] + b[:, None] * (n[None, :] / p.sizes[-1]) ** gamma[:, None]
     if new_seeds:
         error += rng.standard_normal(error.shape) * np.sqrt(curve.variance(n) / new_seeds)
@@ -207,7 +216,7 @@ def band(p: Points, curve: Curve, sizes, level: float = LEVEL, boots: int = BOOT
 
 
 def check(p: Points, targets=()) -> list[str]:
-    """Warnings: too few sizes to fit, accuracy falling with size, forecasts past HORIZON x."""
+    """Warnings: too few sizes to fit, accuracy falling with size, forecasts past HORIZON x, no spread."""
     out = []
     if len(p.sizes) < MIN_SIZES:
         out.append(f"{len(p.sizes)} training size(s) ({', '.join(str(int(n)) for n in p.sizes)}): a curve "
@@ -220,9 +229,8 @@ def check(p: Points, targets=()) -> list[str]:
     if far:
         out.append(f"forecast at n={', '.join(map(str, far))} is beyond {HORIZON:g}x the largest size fitted "
                    f"({int(p.sizes[-1])}): learning-curve forecasts are unreliable that far out")
-    if (p.seeds == 1).any():
-        out.append("one run at n=" + ", ".join(str(int(n)) for n in p.sizes[p.seeds == 1]) +
-                   ": its seed noise is not resampled, so the bands are too narrow there")
+    if len(p.sizes) and (p.seeds == 1).all():
+        out.append("one run at every size: no seed spread to resample, so no bands")
     return out
 
 

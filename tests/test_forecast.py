@@ -64,10 +64,19 @@ def test_variance_model(variances, v0, v1):
         assert got == pytest.approx((v0, v1), abs=1e-9)
 
 
-def test_one_run_per_size_keeps_the_one_over_n_shape_and_has_no_band():
+def test_one_run_per_size_has_no_band():
     p = fc.points(simulate(np.random.default_rng(2), [50, 150, 500], seeds=1))
-    assert fc.variance_model(p) == (0.0, 1.0)
+    assert fc.variance_model(p) == (0.0, 0.0)
     assert np.isnan(fc.band(p, fc.fit(p), [1000])).all()
+
+
+def test_identical_runs_give_a_band_of_no_width():
+    runs = pd.DataFrame({"data_size": [50, 50, 150, 150, 500, 500], "seed": [1, 2] * 3,
+                         "accuracy": [0.6, 0.6, 0.7, 0.7, 0.75, 0.75]})
+    p = fc.points(runs)
+    curve = fc.fit(p)
+    assert fc.band(p, curve, [1000], new_seeds=2)[0].tolist() == [curve.accuracy(1000)] * 2
+    assert curve.accuracy([50, 150, 500]) == pytest.approx([0.6, 0.7, 0.75], abs=1e-6)
 
 
 def test_bands_cover_at_their_stated_rate():
@@ -133,7 +142,7 @@ def test_forecast_table_and_default_sizes():
     (BACKTEST_RUNS.assign(accuracy=BACKTEST_RUNS["accuracy"].where(BACKTEST_RUNS["data_size"] != 1500, 0.79)), None,
      "not monotone: mean accuracy falls from 0.813 at n=500 to 0.790 at n=1500"),
     (BACKTEST_RUNS, [7000], "forecast at n=7000 is beyond 4x the largest size fitted (1500)"),
-    (BACKTEST_RUNS.drop(index=[10, 11]), None, "one run at n=1500"),
+    (BACKTEST_RUNS[BACKTEST_RUNS["seed"] == 1], None, "one run at every size: no seed spread to resample"),
 ])
 def test_warnings(runs, sizes, expect):
     f = fc.forecast(runs, sizes=sizes)
