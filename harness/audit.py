@@ -61,6 +61,7 @@ class Duplicates:
 
 def find_duplicates(texts, threshold: float = THRESHOLD, ngram: int = NGRAM, num_perm: int = NUM_PERM,
                     seed: int = 1) -> Duplicates:
+    """Exact duplicates (equal normalised texts) and verified near duplicates, joined into sets."""
     normal = [normalise(str(t)) for t in texts]
     key, distinct = pd.factorize(pd.Series(normal))
     first = pd.Series(np.arange(len(normal))).groupby(key).min().to_numpy()  # first row of each text
@@ -164,7 +165,7 @@ def audit(texts, labels, groups=None, split=None, policy: str = "off", threshold
     if policy not in POLICIES:
         raise ValueError(f"dedupe policy '{policy}': expected one of {', '.join(POLICIES)}")
     start = time.perf_counter()
-    labels = np.asarray(labels)
+    texts, labels = [str(t) for t in texts], np.asarray(labels)
     groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     dups = find_duplicates(texts, threshold, ngram, num_perm)
     findings = _count(dups, labels, texts, Findings(len(labels), threshold, ngram, policy=policy))

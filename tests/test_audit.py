@@ -27,10 +27,15 @@ def snippets() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
+def grouped(snippets) -> audit.Audit:
+    return audit.audit(snippets["text"], snippets["label"].to_numpy(), snippets["review"].to_numpy(), policy="group")
+
+
+@pytest.fixture(scope="module")
 def reviews() -> pd.DataFrame:
     if not REVIEWS.is_file():
         pytest.skip(f"no review file at {REVIEWS}")
-    return pd.read_csv(REVIEWS, nrows=1000)
+    return pd.read_csv(REVIEWS, nrows=500)  # 2 texts of these are held twice already
 
 
 def brute_force_pairs(texts, threshold: float = audit.THRESHOLD) -> set[tuple[int, int]]:
@@ -64,32 +69,30 @@ def test_bands_miss_a_pair_at_the_threshold_rarely(threshold, num_perm, expect):
     assert (b, r) == expect and (1 - threshold ** r) ** b <= audit.MISS
 
 
-def planted(reviews: pd.DataFrame) -> tuple[list[str], np.ndarray, dict]:
+@pytest.fixture(scope="module")
+def planted(reviews):
     """The reviews plus an exact copy (case and spacing changed), a near copy (one word replaced) and
-    a copy with the other label."""
+    a copy with the other label; their audit under policy "off"."""
     texts, labels = reviews["reviewText"].astype(str).tolist(), reviews["isPositive"].to_numpy()
     words = texts[20].split()
     words[len(words) // 2] = "banana"
     extra = [("  " + texts[10].upper() + " ", labels[10]), (" ".join(words), labels[20]), (texts[30], 1 - labels[30])]
     n = len(texts)
-    return texts + [t for t, _ in extra], np.concatenate([labels, [lab for _, lab in extra]]), \
-        {"exact": (10, n), "near": (20, n + 1), "conflict": (30, n + 2)}
+    texts, labels = texts + [t for t, _ in extra], np.concatenate([labels, [lab for _, lab in extra]])
+    where = {"exact": (10, n), "near": (20, n + 1), "conflict": (30, n + 2)}
+    return texts, labels, where, audit.audit(texts, labels), audit.find_duplicates(texts)
 
 
-def test_planted_duplicates_and_conflicts_are_found(reviews):
-    texts, labels, where = planted(reviews)
-    got = audit.audit(texts, labels)
+def test_planted_duplicates_and_conflicts_are_found(planted):
+    texts, labels, where, got, dups = planted
     f = got.findings
-    examples = {e["kind"]: tuple(e["rows"]) for e in f.examples}
-    assert (where["exact"][0], where["exact"][1]) in {tuple(e["rows"]) for e in f.examples if e["kind"] == "exact"}
-    assert examples["conflict"] == where["conflict"]
-    near = {(a, b) for a, b, _ in audit.find_duplicates(texts).near}
-    assert where["near"] in near
-    before = audit.audit(reviews["reviewText"].astype(str), reviews["isPositive"]).findings
-    assert (before.exact_sets, before.conflict_sets, len(before.examples)) == (7, 0, 3)  # real copies
-    counts = [(x.exact_sets, x.exact_extra_rows, x.conflict_sets, x.conflict_rows) for x in (f, before)]
-    assert np.subtract(*counts).tolist() == [2, 2, 1, 2]  # the exact and the conflicting copy
-    assert near == brute_force_pairs(texts)  # no false positive, nothing missed
+    assert where["exact"] in {tuple(e["rows"]) for e in f.examples if e["kind"] == "exact"}
+    assert [tuple(e["rows"]) for e in f.examples if e["kind"] == "conflict"] == [where["conflict"]]
+    near = {(a, b) for a, b, _ in dups.near}
+    assert near == {where["near"]} == brute_force_pairs(texts)  # no false positive, nothing missed
+    # the 500 reviews hold 2 texts twice; planted: one more exact copy and one copy with the other label
+    assert (f.exact_sets, f.exact_extra_rows, f.conflict_sets, f.conflict_rows) == (2 + 2, 2 + 2, 1, 2)
+    assert (f.near_pairs, f.duplicate_sets) == (1, 5)
     assert len(got.keep) == len(texts) and f.rows_dropped == 0  # policy "off"
 
 
@@ -100,7 +103,7 @@ def test_lsh_agrees_with_brute_force_on_the_real_sentences(snippets):
     assert len(found) == 5  # e.g. "what a disappointment!" / "what a disappointment."
 
 
-def test_group_policy_keeps_every_text_in_one_split(snippets):
+def test_group_policy_keeps_every_text_in_one_split(snippets, grouped):
     texts, labels, reviews = snippets["text"], snippets["label"].to_numpy(), snippets["review"].to_numpy()
     normal = pd.Series([audit.normalise(t) for t in texts])
 
@@ -108,24 +111,23 @@ def test_group_policy_keeps_every_text_in_one_split(snippets):
         where = audit.parts(len(texts), *split(labels, groups, 0.1, 0.2, 0))
         return int((pd.Series(where).groupby(normal).nunique() > 1).sum())
 
-    assert texts_in_two_parts(reviews) > 0  # the review groups alone let a text into two parts
-    got = audit.audit(texts, labels, reviews, policy="group")
-    assert texts_in_two_parts(got.groups) == 0
-    where = audit.parts(len(texts), *split(labels, got.groups, 0.1, 0.2, 0))
+    assert texts_in_two_parts(reviews) == 4  # the review groups alone let 4 texts into two parts
+    assert texts_in_two_parts(grouped.groups) == 0
+    where = audit.parts(len(texts), *split(labels, grouped.groups, 0.1, 0.2, 0))
     assert (pd.Series(where).groupby(reviews).nunique() == 1).all()  # reviews still whole
-    assert got.findings.groups_merged == 11 and len(got.keep) == len(texts)
+    assert grouped.findings.groups_merged == 11 and len(grouped.keep) == len(texts)
 
 
-def test_drop_policy_keeps_one_row_per_set_and_drops_conflicts(reviews):
-    texts, labels, where = planted(reviews)
-    got = audit.audit(texts, labels, policy="drop")
-    kept = [audit.normalise(texts[i]) for i in got.keep]
-    assert len(kept) == len(set(kept))
-    assert where["exact"][0] in got.keep and where["exact"][1] not in got.keep
-    assert where["near"][0] in got.keep and where["near"][1] not in got.keep
-    assert where["conflict"][0] not in got.keep and where["conflict"][1] not in got.keep
-    assert not brute_force_pairs([texts[i] for i in got.keep])
-    assert got.findings.rows_dropped == len(texts) - len(got.keep) == 4 + 7  # and one of each real copy
+def test_drop_policy_keeps_one_row_per_set_and_drops_conflicts(planted):
+    texts, labels, where, _, dups = planted
+    keep, groups = audit.dedupe(dups, labels, np.arange(len(texts)), "drop")
+    kept = [audit.normalise(texts[i]) for i in keep]
+    assert len(kept) == len(set(kept)) and groups.tolist() == keep.tolist()
+    assert where["exact"][0] in keep and where["exact"][1] not in keep
+    assert where["near"][0] in keep and where["near"][1] not in keep
+    assert where["conflict"][0] not in keep and where["conflict"][1] not in keep
+    assert not brute_force_pairs([texts[i] for i in keep])
+    assert len(texts) - len(keep) == 4 + 2  # the planted copies and one of each real pair
 
 
 def test_straddling_groups_and_duplicates_with_a_given_split():
@@ -136,9 +138,8 @@ def test_straddling_groups_and_duplicates_with_a_given_split():
     assert (f.groups_straddling, f.duplicates_straddling) == (1, 1)
 
 
-def test_findings_print_and_serialise(snippets):
-    f = audit.audit(snippets["text"], snippets["label"].to_numpy(), snippets["review"].to_numpy(),
-                    policy="group").findings
+def test_findings_print_and_serialise(grouped):
+    f = grouped.findings
     assert json.loads(json.dumps(f.as_dict()))["exact_extra_rows"] == 11
     lines = f.lines()
     assert lines[0].startswith("3,708 rows: 11 exact duplicates of other rows (10 texts), 5 near-duplicate pairs")
