@@ -250,6 +250,10 @@ def forecast(runs: pd.DataFrame, sizes=None, pool_size: int | None = None, metri
     if len(p.sizes) < MIN_SIZES:
         return Forecast(None, pd.DataFrame(), tuple(warnings))
     curve = fit(p)
+    bound = -1 if curve.gamma < -1 + 1e-6 else 0 if curve.gamma > -1e-6 else None
+    if curve.eta > 0 and bound is not None:
+        warnings.append(f"gamma is at its bound {bound}: the data bend {'faster' if bound else 'slower'} than a "
+                        f"power law in [-1, 0] allows; check the fitted values against the observed means")
     n = np.concatenate([p.sizes, targets])
     mean_band = band(p, curve, n, level, boots, seed)
     new_band = band(p, curve, n, level, boots, seed, new_seeds=int(p.seeds[-1]))
