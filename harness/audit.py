@@ -97,9 +97,10 @@ def bands(threshold: float, num_perm: int, miss: float = MISS) -> tuple[int, int
 
     Two sets of Jaccard J share a band with chance 1 - (1 - J^r)^b (Leskovec, Rajaraman & Ullman,
     Mining of Massive Datasets, sec. 3.4.2). datasketch's own choice for threshold 0.8 (9 bands of
-    13) weighs misses and false candidates equally and misses 60% of the pairs at J = 0.8 and 43% at
-    0.83; a false candidate only costs one exact Jaccard. At 0.8 and 128 permutations this gives 25 bands of 5: a pair at 0.8 is
-    missed with chance 5e-5, one at 0.5 is a candidate with chance 0.54, one at 0.3 with 0.06.
+    13) weighs misses and false candidates equally and misses 60% of the pairs at J = 0.8 and 43%
+    at 0.83; a false candidate only costs one exact Jaccard. At 0.8 and 128 permutations this gives
+    25 bands of 5: a pair at 0.8 is missed with chance 5e-5, one at 0.5 is a candidate with chance
+    0.54, one at 0.3 with 0.06.
     """
     for r in range(num_perm, 0, -1):
         b = num_perm // r

@@ -77,7 +77,8 @@ def sentence(result: dict, unit: str = "s per run") -> str:
     if not result:
         return "no cell has both a value and a cost"
     if result["chosen"] == result["best"]:
-        return f"{result['best']} is both the best ({result['best_value']:.3f}) and the cheapest within {result['delta']:g}"
+        return (f"{result['best']} is both the best ({result['best_value']:.3f}) and the cheapest within "
+                f"{result['delta']:g}")
     shown = {True: "; shown even at the ends of both 95% intervals",
              False: "; the two 95% intervals do not show the gap is within it"}.get(result.get("by_intervals"), "")
     return (f"{result['chosen']}: {result['chosen_value']:.3f} at {result['chosen_cost']:.3g} {unit}, within "

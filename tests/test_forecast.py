@@ -94,7 +94,8 @@ def test_bands_cover_at_their_stated_rate():
         hit_new += (new_band[:, 0] <= fresh) & (fresh <= new_band[:, 1])
     mc = math.sqrt(0.95 * 0.05 / studies)
     print(f"\ncoverage of 95% bands at n = {targets.tolist()} over {studies} studies (Monte Carlo se {mc:.3f}): "
-          f"curve {np.round(hit_mean / studies, 3).tolist()}, mean of 3 fresh runs {np.round(hit_new / studies, 3).tolist()}")
+          f"curve {np.round(hit_mean / studies, 3).tolist()}, "
+          f"mean of 3 fresh runs {np.round(hit_new / studies, 3).tolist()}")
     assert np.abs(hit_mean / studies - 0.95).max() < 3.5 * mc
     assert np.abs(hit_new / studies - 0.95).max() < 3.5 * mc
 
