@@ -110,6 +110,42 @@ def test_expected_max_matches_enumeration():
     assert stats.expected_max(values, 200) == pytest.approx(max(values))
 
 
+@pytest.mark.parametrize("n, expected, sd", [
+    # sorted 0.55 0.61 0.64 0.70, weights (i/4)^n - ((i-1)/4)^n
+    (1, 0.625, math.sqrt(1.5742 / 4 - 0.625 ** 2)),  # the mean, and the population sd of the four
+    (2, 10.48 / 16, 0.045),  # weights 1, 3, 5, 7 / 16: E[max^2] = 6.8968 / 16 = 0.43105, minus 0.655^2
+])
+def test_expected_best_by_hand(n, expected, sd):
+    out = stats.expected_best([0.61, 0.55, 0.70, 0.64], n)
+    assert out["expected"] == pytest.approx(expected) and out["sd"] == pytest.approx(sd)
+
+
+def test_expected_best_sd_matches_enumeration():
+    values = [0.61, 0.55, 0.70, 0.64, 0.58]
+    for n in (1, 2, 3):
+        maxima = [max(d) for d in itertools.product(values, repeat=n)]
+        out = stats.expected_best(values, n)
+        assert (out["expected"], out["sd"]) == pytest.approx((np.mean(maxima), np.std(maxima)))
+
+
+def test_expected_best_of_a_loss_is_the_expected_minimum():
+    # nine ordered pairs from (0.5, 0.3, 0.4): minima sum to 3.2
+    out = stats.expected_best([0.5, 0.3, 0.4], 2, higher_is_better=False)
+    assert out["expected"] == pytest.approx(3.2 / 9)
+    assert out["sd"] == pytest.approx(np.std([0.5, 0.3, 0.4, 0.3, 0.3, 0.3, 0.4, 0.3, 0.4]))
+
+
+def test_expected_best_curve_keeps_the_best_trial_apart():
+    curve = stats.expected_best_curve([0.61, 0.55, 0.70, 0.64])
+    assert [c["trials"] for c in curve] == [1, 2, 3, 4]
+    assert all(c["best_trial"] == 0.70 for c in curve)
+    assert curve[-1]["expected"] == pytest.approx(stats.expected_max([0.61, 0.55, 0.70, 0.64], 4))
+    assert curve[-1]["expected"] < 0.70  # the expectation over 4 draws, not the best trial
+    assert curve[0]["expected"] == pytest.approx(0.625)
+    assert stats.expected_best_curve([]) == [] and math.isnan(stats.expected_best([], 3)["sd"])
+    assert stats.expected_best([0.7, 0.7], 5)["sd"] == 0.0
+
+
 def test_roc_auc():
     assert stats.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)  # sklearn's doc example
     rng = np.random.default_rng(0)
