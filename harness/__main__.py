@@ -53,8 +53,8 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:
         run_study(study, args.study, results, display)
-    rows = summary_rows(results.dir)
-    display.summary(rows, rows[0]["split"] if rows else "test")
+    split, rows = summary_rows(results.dir)
+    display.summary(rows, split)
     if not args.no_report:
         console.print(f"report: {write_report(results.dir)}")
     return 0

@@ -130,6 +130,7 @@ class Findings:
     groups_merged: int = 0  # groups that lost their own id to a merged one
     seconds: float = 0.0
     examples: list[dict] = field(default_factory=list)
+    test_rows_seen_in_training: list[int] = field(default_factory=list)  # test positions whose text is in the pool
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -146,7 +147,10 @@ class Findings:
         done = {"group": f"{self.groups_merged:,} groups merged so that each duplicate set stays in one split",
                 "drop": f"{self.rows_dropped:,} rows dropped (one row kept per set; sets with conflicting labels "
                         f"dropped whole)", "off": "nothing changed"}[self.policy]
-        return out + [f"policy '{self.policy}': {done} (audit took {self.seconds:.1f} s)"]
+        leaked = len(self.test_rows_seen_in_training)
+        out.append(f"policy '{self.policy}': {done} (audit took {self.seconds:.1f} s)")
+        return out + ([f"{leaked:,} test rows have their text (or a near duplicate) in the training pool"]
+                      if leaked else [])
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ class Audit:
     findings: Findings
     keep: np.ndarray  # row indices that stay, ascending (every row unless the policy is "drop")
     groups: np.ndarray  # group id of each kept row, for harness.data.split
+    component: np.ndarray  # duplicate set of each kept row (rows of one set are exact or near duplicates)
 
 
 def audit(texts, labels, groups=None, split=None, policy: str = "off", threshold: float = THRESHOLD,
@@ -177,7 +182,7 @@ def audit(texts, labels, groups=None, split=None, policy: str = "off", threshold
     findings.rows_dropped = len(labels) - len(keep)
     findings.groups_merged = int(len(np.unique(groups)) - len(np.unique(new_groups))) if policy == "group" else 0
     findings.seconds = time.perf_counter() - start
-    return Audit(findings, keep, new_groups)
+    return Audit(findings, keep, new_groups, dups.component[keep])
 
 
 def dedupe(dups: Duplicates, labels: np.ndarray, groups: np.ndarray, policy: str) -> tuple[np.ndarray, np.ndarray]:

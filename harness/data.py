@@ -1,4 +1,4 @@
-"""Labels, the fixed validation/test split and the nested stratified training subsets."""
+"""Labels, the data audit, the fixed validation/test split and the nested stratified training subsets."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness import thresholds as cuts
+from harness.audit import audit
 from harness.errors import HarnessError
 from harness.sources import read_source, redact
 from harness.study import ALL, DataSpec
+
+MAX_CLASSES = 10  # predictions and labels are stored as strings of one digit per example
 
 
 @dataclass(frozen=True)
@@ -21,8 +25,11 @@ class Dataset:
     val: np.ndarray  # fixed for every cell of the study
     test: np.ndarray  # fixed for every cell of the study (may be empty)
     dropped_empty: int  # rows dropped for an empty or whitespace-only text
-    groups: np.ndarray  # (N,) group id of each row (its own row number when the study has no group column)
+    groups: np.ndarray  # (N,) group id of each row (after the audit merged duplicates into one group)
     source: dict  # {"file": path read, "sha256": its checksum}
+    scores: np.ndarray | None = None  # (N,) the score the labels were cut from (None: categorical labels)
+    audit: dict | None = None  # what the data audit found and did (harness.audit.Findings)
+    on_threshold: dict | None = None  # scores exactly on a threshold: how many, and the rule applied
 
     @property
     def n_classes(self) -> int:
@@ -33,12 +40,15 @@ class Dataset:
         return self.subset(size, seed), self.val
 
     def splits(self) -> dict:
-        """What the report needs of the fixed splits: class names, labels and groups of validation and test."""
+        """What the report needs of the fixed splits: labels, groups and scores of validation and test."""
+        part = lambda rows: {"labels": "".join(map(str, self.labels[rows])),  # noqa: E731
+                             "groups": [str(g) for g in self.groups[rows]], "rows": rows.tolist(),
+                             "scores": None if self.scores is None else self.scores[rows].tolist()}
+        val, test = part(self.val), part(self.test)
         return {"class_names": self.class_names, "train_pool": int(len(self.train_pool)),
-                "val_labels": "".join(map(str, self.labels[self.val])),
-                "test_labels": "".join(map(str, self.labels[self.test])),
-                "val_groups": self.groups[self.val].tolist(), "test_groups": self.groups[self.test].tolist(),
-                "test_rows": self.test.tolist(), "dropped_empty": self.dropped_empty}
+                "train_majority": int(np.bincount(self.labels[self.train_pool]).argmax()),
+                **{f"val_{k}": v for k, v in val.items()}, **{f"test_{k}": v for k, v in test.items()},
+                "dropped_empty": self.dropped_empty, "audit": self.audit, "on_threshold": self.on_threshold}
 
     def subset(self, size: int | str, seed: int) -> np.ndarray:
         """Training rows for ``size`` and ``seed``: stratified, and nested across sizes."""
@@ -68,28 +78,51 @@ def load_dataset(spec: DataSpec) -> Dataset:
     frame = frame[keep].reset_index(drop=True)
     if frame.empty:
         raise HarnessError(f"{where}: column '{spec.text_column}' has no non-empty text")
-    labels, names = encode_labels(frame[spec.label_column], spec, where)
+    labels, names, scores, on_threshold = encode_labels(frame[spec.label_column], spec, where)
+    kept = labels >= 0  # the "drop" rule leaves scores on a threshold out
+    frame, labels, scores = frame[kept].reset_index(drop=True), labels[kept], None if scores is None else scores[kept]
+    texts = frame[spec.text_column].astype(str).tolist()
     groups = frame[spec.group_column].astype(str).to_numpy() if spec.group_column \
         else np.arange(len(frame)).astype(str)
-    train, val, test = split(labels, groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
-    return Dataset(frame[spec.text_column].astype(str).tolist(), labels, names, train, val, test, dropped, groups,
-                   source)
+    found = audit(texts, labels, groups, policy=spec.dedupe)  # before the split: it may merge groups
+    rows = found.keep
+    groups = np.asarray(found.groups).astype(str)
+    train, val, test = split(labels[rows], groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    found.findings.test_rows_seen_in_training = seen_in(found.component, test, train)
+    findings = found.findings.as_dict()
+    return Dataset([texts[i] for i in rows], labels[rows], names, train, val, test, dropped, groups, source,
+                   None if scores is None else scores[rows], findings, on_threshold)
 
 
-def encode_labels(column: pd.Series, spec: DataSpec, where: str) -> tuple[np.ndarray, list[str]]:
-    """Class indices: a score column cut by thresholds, or the label column's values as they are."""
+def seen_in(component: np.ndarray, rows: np.ndarray, pool: np.ndarray) -> list[int]:
+    """Positions in ``rows`` whose text (or a near duplicate of it) is also in ``pool``: a leak."""
+    return np.flatnonzero(np.isin(component[rows], component[pool])).tolist()
+
+
+def encode_labels(column: pd.Series, spec: DataSpec,
+                  where: str) -> tuple[np.ndarray, list[str], np.ndarray | None, dict | None]:
+    """(class indices, class names, the scores they were cut from, the scores on a threshold).
+
+    A score column cut by thresholds (harness.thresholds, with the study's rule for a score
+    exactly on one: -1 for rows the "drop" rule leaves out), or the label column's values as
+    they are.
+    """
     name = f"label column '{column.name}'"
     if column.isna().any():
         raise HarnessError(f"{where}: {name} has {int(column.isna().sum())} missing values (row "
                            f"{int(column.isna().to_numpy().argmax())})")
+    scores, on_threshold = None, None
     if spec.thresholds:
         values = pd.to_numeric(column, errors="coerce")
         if values.isna().any():
             bad = column[values.isna()].iloc[0]
             raise HarnessError(f"{where}: {name} must be numeric for data.thresholds, found {bad!r}")
-        # class = how many thresholds lie strictly below the value
-        labels = np.searchsorted(np.asarray(spec.thresholds), values.to_numpy(), side="left")
+        scores = values.to_numpy(dtype=float)
+        result = cuts.cut(scores, spec.thresholds, spec.on_threshold)
+        labels = result.labels
         names = list(spec.class_names) or [f"class{i}" for i in range(len(spec.thresholds) + 1)]
+        on_threshold = {"rule": result.rule, "counts": list(result.on_threshold),
+                        "sentence": cuts.describe(result, spec.thresholds, names)}
     else:
         values = sorted(column.unique(), key=str)
         lookup = {v: i for i, v in enumerate(values)}
@@ -98,10 +131,12 @@ def encode_labels(column: pd.Series, spec: DataSpec, where: str) -> tuple[np.nda
         if spec.class_names and len(spec.class_names) != len(values):
             raise HarnessError(f"{where}: data.class_names has {len(spec.class_names)} names but {name} "
                                f"has {len(values)} values {values[:10]}")
-    present = np.bincount(labels, minlength=len(names))
+    if len(names) > MAX_CLASSES:
+        raise HarnessError(f"{where}: {name} has {len(names)} classes; the harness handles at most {MAX_CLASSES}")
+    present = np.bincount(labels[labels >= 0], minlength=len(names))
     if (present > 0).sum() < 2:
         raise HarnessError(f"{where}: {name} has a single class; expected at least two")
-    return labels.astype(np.int64), names
+    return labels.astype(np.int64), names, scores, on_threshold
 
 
 def split(labels: np.ndarray, groups: np.ndarray, val_fraction: float, test_fraction: float,

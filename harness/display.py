@@ -64,7 +64,8 @@ class Display:
 
     def summary(self, rows: list[dict], split: str = "test") -> None:
         """One row per cell; ``split`` names where the metrics come from ("test" or "validation")."""
-        table = Table(title=f"evaluation runs: {split} metrics, mean ± sd over seeds")
+        table = Table(title=f"evaluation runs: {split} metrics, mean over seeds [95% interval, seed and {split}-set "
+                            "variance]")
         for name in ("cell", "seeds", f"{split} accuracy", f"{split} macro-F1", "best epoch", "lr", "batch"):
             table.add_column(name, justify="left" if name == "cell" else "right")
         for r in rows:

@@ -278,7 +278,8 @@ def bootstrap_covariance(pred: np.ndarray, labels: np.ndarray, groups: np.ndarra
                           distinct_runs: bool = True) -> tuple[np.ndarray, np.ndarray, float]:
     """(runs (C, S), (C, C) test covariance, df = G - 1) of any metric by a cluster bootstrap over groups.
 
-    pred (C, S, N) holds each run's predicted labels, NaN for a missing run. Reviews are drawn
+    pred (C, S, N) holds each run's predicted labels (or scores: ``metric`` gets them as floats), NaN
+    for a missing run. Reviews are drawn
     with replacement, the same draw for every run (Field & Welsh 2007); the covariance of the
     runs' metrics over draws, times G / (G - 1) to match CR1, is combined into cells as in
     `cell_covariance`. For accuracy it approximates `cluster_covariance`.
@@ -288,12 +289,12 @@ def bootstrap_covariance(pred: np.ndarray, labels: np.ndarray, groups: np.ndarra
     members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
     G = len(members)
     runs = np.full(pred.shape[:2], np.nan)
-    runs[cell, seed_] = [metric(labels, pred[c, s].astype(int)) for c, s in zip(cell, seed_)]
+    runs[cell, seed_] = [metric(labels, pred[c, s]) for c, s in zip(cell, seed_)]
     rng = np.random.default_rng(seed)
     boot = np.empty((draws, len(cell)))
     for b in range(draws):
         idx = np.concatenate([members[j] for j in rng.integers(0, G, G)])
-        boot[b] = [metric(labels[idx], pred[c, s, idx].astype(int)) for c, s in zip(cell, seed_)]
+        boot[b] = [metric(labels[idx], pred[c, s, idx]) for c, s in zip(cell, seed_)]
     D = (boot - boot.mean(axis=0)).T  # (R, draws)
     return runs, cell_covariance(D, cell, pred.shape[0], G / (G - 1) / (draws - 1), distinct_runs), float(G - 1)
 

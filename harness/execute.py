@@ -23,7 +23,7 @@ from harness.grid import Cell
 from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier, resolve_depth, tokenize, top_of
 from harness.records import RunRecord, now
 from harness.study import ALL, ModelSpec, Study
-from harness.train import Inputs, RunOutput, is_collapsed, train_run
+from harness.train import Inputs, RunOutput, train_run
 
 
 class Data(Protocol):
@@ -218,7 +218,7 @@ def from_trial(tuned: RunRecord) -> RunRecord:
     test = tuned.held_test
     return dataclasses.replace(
         tuned, role="eval", trial=None, retry_of=None, tune_seeds=None, objective=None, held_test={}, test=test,
-        test_size=len(test["pred"]), status="collapsed" if is_collapsed(test) else "ok",
+        test_size=len(test["pred"]), status=tuned.status,
         reused_from_trial=tuned.trial, finished=now())
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import optuna
 
 from harness import tuning
+from harness.audit import Findings
 from harness.data import load_dataset
 from harness.display import Display
 from harness.errors import HarnessError
@@ -23,6 +24,10 @@ from harness.study import ALL, Study
 def start(ctx: Context, results: Results, study_file: str, **manifest) -> None:
     """Write the manifest and the splits; the caller holds the folder and has checked the inputs."""
     results.check_owner(ctx.study, ctx.data.source)  # again, now that the folder is held
+    if ctx.data.dropped_empty:
+        ctx.display.log(f"data: dropped {ctx.data.dropped_empty} rows with empty text")
+    for line in Findings(**ctx.data.audit).lines():
+        ctx.display.log(f"data audit: {line}")
     previous = results.last_session_unfinished()
     if previous and results.raw_records():
         ctx.display.log(f"resuming: the previous session (pid {previous['pid']} on {previous.get('host')}, "
@@ -37,11 +42,10 @@ def check_inputs(study: Study, results: Results, display: Display) -> Context:
     results.check_owner(study)
     dataset = load_dataset(study.data)
     results.check_owner(study, dataset.source)
+    results.check_splits(dataset.splits())
     cells = expand(study)
     for cell in cells:
         check_size(dataset, cell)
-    if dataset.dropped_empty:
-        display.log(f"data: dropped {dataset.dropped_empty} rows with empty text")
     return load_context(study, cells, dataset, display)
 
 

@@ -167,6 +167,14 @@ class Results:
     def splits(self) -> dict:
         return json.loads(self.splits_path.read_text()) if self.splits_path.exists() else {}
 
+    def check_splits(self, splits: dict) -> None:
+        """Refuse to add runs on a validation or test set other than the one the stored runs used."""
+        old = self.splits()
+        for key in ("val_labels", "test_labels", "val_rows", "test_rows", "train_pool"):
+            if key in old and key in splits and old[key] != splits[key]:
+                raise HarnessError(f"{self.splits_path}: the {key.replace('_', ' ')} differ from this run's "
+                                   "(a changed split, audit or threshold rule); use --results for a new directory")
+
     # --- the folder itself ---------------------------------------------------------------------
 
     def check_writable(self) -> None:

@@ -41,6 +41,8 @@ class DataSpec:
     val_fraction: float = 0.1  # of all rows, stratified, fixed for every cell
     test_fraction: float = 0.2  # of all rows, stratified, fixed for every cell (0 = no test set)
     split_seed: int = 0  # seed of the validation/test split (not a grid seed)
+    on_threshold: str = "below"  # a score exactly on a threshold: its class is the one below | above | drop
+    dedupe: str = "group"  # duplicate texts (exact or near): kept in one split (group) | dropped | off
 
     def check(self, key: str) -> str | None:
         if not self.source:
@@ -58,6 +60,10 @@ class DataSpec:
             return f"class_names: expected {n_classes} names for {len(self.thresholds)} thresholds"
         if self.max_rows < 0:
             return "max_rows: expected >= 0"
+        if self.on_threshold not in ("below", "above", "drop"):
+            return "on_threshold: expected \"below\", \"above\" or \"drop\""
+        if self.dedupe not in ("group", "drop", "off"):
+            return "dedupe: expected \"group\", \"drop\" or \"off\""
         return None
 
 

@@ -231,6 +231,7 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_correct,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_f1": val["f1"],
                "val_correct": bits(val["logits"].argmax(-1).numpy() == labels[val_rows]),
+               "val_pred": "".join(map(str, val["logits"].argmax(-1).tolist())),
                "lr": schedule.get_last_lr()[0]}
         out.history.append(row)
         value = sign * row[spec.metric]
@@ -246,10 +247,12 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
             break
     if best_state is not None:
         model.load_state_dict(best_state)  # the best epoch's weights, for the one test evaluation
-    if len(test_rows) and out.status == "ok":
+    restored = next((h for h in out.history if h["epoch"] == out.best_epoch), None)
+    if out.status == "ok" and restored is not None and is_collapsed(restored["val_pred"]) \
+            and len(np.unique(labels[val_rows])) > 1:
+        out.status = "collapsed"  # judged on validation: the test set plays no part in which runs count
+    if len(test_rows) and out.status in ("ok", "collapsed"):
         out.test = score_test(model, inputs, test_rows, labels)
-        if is_collapsed(out.test):
-            out.status = "collapsed"
     if held_rows is not None and len(held_rows) and out.status == "ok":
         out.held_test = score_test(model, inputs, held_rows, labels)
     out.seconds = time.perf_counter() - started
@@ -260,13 +263,17 @@ def score_test(model: nn.Module, inputs: Inputs, rows: np.ndarray, labels: np.nd
     """The one test evaluation of a run: metrics, per-example predictions and positive-class probabilities."""
     test = evaluate(model, inputs, rows, labels)
     pred = test["logits"].argmax(-1).numpy()
-    return {"loss": test["loss"], "accuracy": test["accuracy"], "f1": test["f1"], "pred": "".join(map(str, pred)),
-            "prob": [round(float(p), 5) for p in torch.softmax(test["logits"], -1)[:, -1]]}
+    probs = torch.softmax(test["logits"], -1)
+    out = {"loss": test["loss"], "accuracy": test["accuracy"], "f1": test["f1"], "pred": "".join(map(str, pred)),
+           "prob": [round(float(p), 5) for p in probs[:, -1]]}  # the last (positive) class's probability
+    if probs.shape[1] > 2:  # every class's, for calibration with three classes or more
+        out["probs"] = [[round(float(p), 5) for p in row] for row in probs]
+    return out
 
 
-def is_collapsed(test: dict) -> bool:
-    """Every test prediction the same class."""
-    return len(set(test["pred"])) == 1
+def is_collapsed(pred: str) -> bool:
+    """Every prediction the same class (a stored string of one digit per example)."""
+    return len(set(pred)) == 1
 
 
 def bits(mask: np.ndarray) -> str:

@@ -22,7 +22,7 @@ from harness.study import DataSpec
 def test_band_of_cuts_like_the_three_class_labels(score, band):
     assert bands.band_of([score])[0] == band
     spec = DataSpec(thresholds=(-0.5, 0.5))
-    label, _ = encode_labels(pd.Series([score, -4.0, 4.0], name="score"), spec, "test")
+    label, *_ = encode_labels(pd.Series([score, -4.0, 4.0], name="score"), spec, "test")
     assert ("near-neutral" if label[0] == 1 else "clear") == band
 
 

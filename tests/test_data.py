@@ -83,10 +83,10 @@ def test_size_larger_than_the_pool_is_an_error(snippets):
 ])
 def test_thresholds_cut_a_score_into_classes(values, thresholds, expected):
     spec = DataSpec(thresholds=thresholds)
-    labels, names = encode_labels(pd.Series(values, name="score"), spec, "x")
+    labels, names, *_ = encode_labels(pd.Series(values, name="score"), spec, "x")
     assert labels.tolist() == expected and len(names) == len(thresholds) + 1
 
 
 def test_label_values_as_they_are():
-    labels, names = encode_labels(pd.Series(["pos", "neg", "pos"], name="y"), DataSpec(), "x")
+    labels, names, *_ = encode_labels(pd.Series(["pos", "neg", "pos"], name="y"), DataSpec(), "x")
     assert labels.tolist() == [1, 0, 1] and names == ["neg", "pos"]

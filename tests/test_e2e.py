@@ -95,7 +95,7 @@ def test_report_is_written(smoke):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     text = (smoke / "report.md").read_text()
-    assert "n=128|ep=3|freeze=5" in text
+    assert "n=128 ep=3 freeze=5" in text and "## Answers at a glance" in text
 
 
 @pytest.mark.parametrize("command", [["-m", "harness", "--help"], ["-m", "harness", "run", "--help"],

@@ -38,7 +38,7 @@ def test_below_is_what_harness_data_does():
     rng = np.random.default_rng(0)
     scores = np.concatenate([rng.integers(-8, 9, 200) / 4, [0.0, 1.0, -1.0]])  # many exact ties
     spec = DataSpec(thresholds=(-1.0, 0.0, 1.0))
-    want, _ = encode_labels(pd.Series(scores, name="score"), spec, "test")
+    want, *_ = encode_labels(pd.Series(scores, name="score"), spec, "test")
     assert thresholds.cut(scores, spec.thresholds, "below").labels.tolist() == want.tolist()
 
 

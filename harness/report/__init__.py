@@ -1,0 +1,119 @@
+"""python -m harness.report RESULTS_DIR: the markdown report, a pure function of the store.
+
+It reads ``runs.jsonl``, ``manifest.json`` and ``splits.json`` and never trains. It writes
+``report.md``, the figures under ``figures/`` and every table as CSV under ``tables/`` (the
+per-example predictions too). Each section is a compute step (its module's ``compute``) and a
+render step (its ``render``); ``build`` runs the computations once, ``render`` lays out the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.evidence import gather
+from harness.report import answers, calibration, cells, effects, gallery, overfitting, provenance, tuning
+from harness.report.format import num
+from harness.report.frames import Stored, read_stored, run_frame
+
+__all__ = ["build", "main", "render", "summary_rows", "write_report"]
+
+TABLES = "tables"
+
+
+def build(stored: Stored) -> dict:
+    """Every section's numbers, computed once from the store."""
+    ev = gather(stored.records, stored.splits, stored.axes)
+    runs = run_frame(stored)
+    metrics = ["accuracy", "macro-F1"] + (["ROC-AUC"] if stored.binary and ev.source == "test" else [])
+    estimates = [effects.estimate(stored, ev, m) for m in metrics]
+    summary = cells.summary(stored, runs, estimates)
+    parts = {"evidence": ev, "runs": runs, "estimates": estimates, "accuracy": estimates[0], "summary": summary,
+             "baseline": cells.baseline(stored, ev), "overfitting": overfitting.compute(stored),
+             "curves": overfitting.curves(stored), "calibration": calibration.compute(stored, ev),
+             "tuning": tuning.compute(stored)}
+    return parts
+
+
+def render(stored: Stored, parts: dict, drawn: dict) -> str:
+    study = stored.study
+    lines = [f"# Study `{study.name}`: ablation report", "", study.description, ""]
+    lines += answers.render(stored, parts)
+    lines += cells.render(stored, parts["summary"], parts["baseline"])
+    lines += effects.render(stored, parts["estimates"])
+    lines += overfitting.render(stored, parts["overfitting"])
+    lines += calibration.render(stored, parts["calibration"], parts["summary"])
+    lines += gallery.render(drawn)
+    lines += tuning.render(stored, parts["tuning"], parts["summary"])
+    lines += provenance.methods(stored, {m.metric: m.note for m in parts["estimates"]})
+    lines += provenance.provenance(stored)
+    lines += cells.render_runs(stored, parts["runs"])
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def tables(stored: Stored, parts: dict) -> dict[str, pd.DataFrame]:
+    over, tune, cal = parts["overfitting"], parts["tuning"], parts["calibration"]
+    return {"cells": parts["summary"], "answers": effects.frame(parts["estimates"], "answers"),
+            "interactions": effects.frame(parts["estimates"], "interactions"),
+            "detail": effects.frame(parts["estimates"], "detail"), "runs": parts["runs"],
+            "diagnostics_runs": over.runs, "diagnostics_cells": over.cells, "collapse": over.collapse,
+            "curves": parts["curves"], "calibration": cal.cells if cal else pd.DataFrame(),
+            "per_class": cal.classes if cal else pd.DataFrame(),
+            "confusion": calibration.confusion_frame(cal, stored.class_names),
+            "tuning_trials": tune.trials, "expected_max": tune.expected}
+
+
+def write_report(results: Path, overrides: list[str] | None = None) -> Path:
+    """Write report.md, figures/ and tables/ for a study's results directory; returns the report's path."""
+    stored = read_stored(Path(results), overrides)
+    parts = build(stored)
+    drawn = gallery.draw(stored, parts, stored.results.figures)
+    folder = stored.results.tables
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables(stored, parts).items():
+        frame.to_csv(folder / f"{name}.csv", index=False)
+    cells.predictions(stored, parts["evidence"]).to_csv(folder / "predictions.csv.gz", index=False)
+    path = stored.results.report
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(render(stored, parts, drawn))
+    tmp.replace(path)
+    return path
+
+
+def summary_rows(results: Path) -> tuple[str, list[dict]]:
+    """(split, rows): the end-of-run table for the console, display strings per cell."""
+    stored = read_stored(Path(results))
+    parts = build(stored)
+    rows = [{"cell": r.cell, "seeds": f"{r.seeds}/{r.runs}",
+             "accuracy": f"{num(r.accuracy_mean)} {_interval(r.accuracy_lo, r.accuracy_hi)}",
+             "f1": f"{num(r.f1_mean)} {_interval(getattr(r, 'f1_lo', None), getattr(r, 'f1_hi', None))}".strip(),
+             "best_epoch": num(r.best_epoch, "g"), "lr": num(r.lr, ".1e"), "batch_size": str(r.batch_size)}
+            for r in parts["summary"].itertuples()]
+    return ("test" if stored.source == "test" else "validation"), rows
+
+
+def _interval(lo, hi) -> str:
+    from harness.report.format import interval
+
+    text = interval(lo, hi)
+    return "" if text == "n/a" else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.report",
+                                     description="Write RESULTS_DIR/report.md, figures/ and tables/ from the stored "
+                                                 "runs (never trains).")
+    parser.add_argument("results", help="a study's results directory, e.g. results/default")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a report-only key for this report, e.g. --set analysis.smallest_effect=0.02")
+    args = parser.parse_args(argv)
+    try:
+        print(write_report(Path(args.results), args.overrides))
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0

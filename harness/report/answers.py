@@ -1,0 +1,85 @@
+"""Answers at a glance: one sentence per question, each an effect, its interval and its verdict."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from scipy import stats as sps
+
+from harness.report import calibration, overfitting
+from harness.report.effects import MetricEstimates
+from harness.report.format import effect, label, num, pval
+from harness.report.frames import Stored
+
+
+def render(stored: Stored, parts: dict) -> list[str]:
+    a = stored.analysis
+    acc: MetricEstimates = parts["accuracy"]
+    where = "test" if stored.source == "test" else "validation"
+    lines = ["## Answers at a glance", "",
+             f"Changes in {where} accuracy from one model of all {int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
+             f"kept evaluation runs; each interval is a simultaneous {1 - a.alpha:.0%} interval over all the answers "
+             f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}.", ""]
+    if acc.grid is not None:
+        lines += [f"- {s}" for s in axis_sentences(stored, acc)]
+        lines += [f"- {s}" for s in interaction_sentences(stored, acc)]
+    lines += [f"- **Was a late peak real?** {overfitting.late_peak_sentence(parts['overfitting'], a.alpha)}"]
+    lines += [f"- **Which metrics tell the truth?** {metrics_sentence(stored, parts)}"]
+    lines += [f"- {s}" for s in parts.get("lab_sentences", [])]
+    return lines + [""]
+
+
+def axis_sentences(stored: Stored, m: MetricEstimates) -> list[str]:
+    """Per axis with two levels or more: each adjacent step averaged over the grid, with its verdict."""
+    table = m.grid.answers
+    out = []
+    for axis in stored.axes:
+        rows = table[(table["axis"] == axis.column) & (table["context"] == "")] if not table.empty else table
+        if len(axis.levels) < 2:
+            continue
+        if rows.empty:
+            out.append(f"**{axis.question}** Not answered: no two of its levels have kept runs in a shared context.")
+            continue
+        steps = "; ".join(f"{_step(axis, r)}: {effect(r.estimate, r.lo_sim, r.hi_sim)}, {r.verdict}"
+                          for r in rows.itertuples())
+        out.append(f"**{axis.question}** {steps}.")
+    return out
+
+
+def _step(axis, r) -> str:
+    names = {"data_size": "training examples", "epochs": "epochs", "freeze": "frozen blocks"}
+    return f"{names.get(axis.column, axis.column)} {r.level_a} → {r.level_b}"
+
+
+def interaction_sentences(stored: Stored, m: MetricEstimates) -> list[str]:
+    inter, table = m.grid.interactions, m.grid.answers
+    out = []
+    for r in inter[inter["detected"]].itertuples() if not inter.empty else []:
+        for axis, by in ((r.axis_a, r.axis_b), (r.axis_b, r.axis_a)):
+            rows = table[(table["axis"] == axis) & table["context"].str.startswith(f"{by}=")]
+            if rows.empty:
+                continue
+            per = "; ".join(f"{row.context}: {row.level_a} → {row.level_b} {effect(row.estimate, row.lo_sim, row.hi_sim)}, "
+                            f"{row.verdict.split(':')[0]}" for row in rows.itertuples())
+            out.append(f"**Does the effect of {axis} depend on {by}?** Yes (interaction F = {r.F:.2f}, p (Holm) = "
+                       f"{pval(r.p_holm)}): {per}.")
+    return out
+
+
+def metrics_sentence(stored: Stored, parts: dict) -> str:
+    summary, base = parts["summary"], parts["baseline"]
+    kept = summary.dropna(subset=["accuracy_mean"])
+    said = []
+    if base:
+        below = kept[kept["accuracy_hi"] <= base["hi"]] if "accuracy_hi" in kept else kept.iloc[:0]
+        said.append(f"Always answering the majority class ({base['class']}) scores {base['accuracy']:.3f}; "
+                    + (f"{len(below)} cell(s) do not clearly beat it ({', '.join(label(c) for c in below['cell'])})"
+                       if len(below) else "every cell's interval lies above it"))
+    for column, name in (("f1_mean", "macro-F1"), ("auc_mean", "ROC-AUC")):
+        if column in kept and kept[column].notna().sum() >= 3:
+            rho = sps.spearmanr(kept["accuracy_mean"], kept[column], nan_policy="omit").statistic
+            said.append(f"{name} ranks the cells {'as' if rho >= 0.9 else 'unlike'} accuracy does (Spearman ρ = "
+                        f"{rho:.2f})")
+    text = calibration.sentence(parts["calibration"], summary)
+    return "; ".join(said) + (". " + text if text else ".")

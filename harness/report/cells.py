@@ -1,0 +1,144 @@
+"""Section 1: every cell's metrics with bounded intervals, the majority baseline, and the runs behind them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from harness.bands import clustered_accuracy
+from harness.evidence import Evidence
+from harness.metrics import macro_f1
+from harness.report.effects import MetricEstimates
+from harness.report.format import estimate, label, md_table, num, plural
+from harness.report.frames import Stored
+
+COLUMNS = {"accuracy": "accuracy", "macro-F1": "f1", "ROC-AUC": "auc"}
+
+
+def summary(stored: Stored, runs: pd.DataFrame, estimates: list[MetricEstimates]) -> pd.DataFrame:
+    """Per cell in grid order: runs kept and left out, each metric's mean and interval, cost, parameters."""
+    seconds = pd.Series({r.cell: 0.0 for r in stored.records})
+    for r in stored.records:
+        if r.trained:
+            seconds[r.cell] += r.seconds or 0.0
+    rows = []
+    for cell, group in runs.groupby("cell", sort=False):
+        kept = group[group["flag"].isna()]
+        first = group.iloc[0]
+        row = {"cell": cell, "label": label(cell), **{a.column: first[a.column] for a in stored.axes},
+               "runs": len(group), "seeds": len(kept), "excluded": _flags(group),
+               "best_epoch": kept["best_epoch"].median() if len(kept) else math.nan,
+               "trainable_params": first["trainable_params"], "seconds_per_run": group.loc[group["trained"], "seconds"].mean(),
+               "seconds_total": seconds.get(cell, 0.0), "lr": first["lr"], "batch_size": first["batch_size"]}
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    for m in estimates:
+        col = COLUMNS[m.metric]
+        if m.grid is None:
+            table[[f"{col}_mean", f"{col}_lo", f"{col}_hi"]] = math.nan
+            continue
+        per = m.grid.cells.assign(cell=_ids(stored, m.grid.cells)).set_index("cell")
+        for part, source in (("mean", "mean"), ("lo", "lo"), ("hi", "hi"), ("se_seed", "se_seed"),
+                             ("se_test", "se_test")):
+            table[f"{col}_{part}"] = table["cell"].map(per[source])
+    return table
+
+
+def _ids(stored: Stored, cells: pd.DataFrame) -> list[str]:
+    from harness.axes import cell_id
+
+    return [cell_id(stored.axes, dict(zip(cells.columns, row))) for row in cells.itertuples(index=False)]
+
+
+def _flags(group: pd.DataFrame) -> str:
+    counts = group["flag"].value_counts()
+    return ", ".join(f"{counts[k]} {k}" for k in ("failed", "diverged", "collapsed", "pruned") if k in counts) or "none"
+
+
+def baseline(stored: Stored, ev: Evidence) -> dict:
+    """Always answering the training pool's majority class: accuracy with a clustered interval, macro-F1."""
+    if not len(ev.labels):
+        return {}
+    cls = stored.splits.get("train_majority")
+    if cls is None:  # an older store: the majority of the evaluated examples
+        cls = int(np.bincount(ev.labels.astype(int)).argmax())
+    right = (ev.labels == cls).astype(float)
+    out = clustered_accuracy(right, ev.groups)
+    return out | {"class": stored.class_names[cls] if cls < len(stored.class_names) else str(cls),
+                  "f1": macro_f1(ev.labels.astype(int), np.full(len(ev.labels), cls), len(stored.class_names))}
+
+
+# --- the page ---------------------------------------------------------------------------------
+
+def render(stored: Stored, table: pd.DataFrame, base: dict) -> list[str]:
+    a = stored.analysis
+    where = "test set" if stored.source == "test" else \
+        "validation set (no test set: each run's restored epoch was chosen on it, so these are optimistic)"
+    lines = ["## 1. Cells", "",
+             f"Each cell's mean over its kept evaluation seeds on the {where}, with its {1 - a.alpha:.0%} interval: "
+             "seed-to-seed and test-set variance combined, on the logit scale so that it stays in [0, 1] (see "
+             "*How to read this report*). Runs that failed, diverged or collapsed to one class (judged on their "
+             "validation predictions) are counted under *excluded* and kept out of every estimate. Seconds: the "
+             "mean training time of an evaluation run, and the cell's total with its tuning.", ""]
+    metrics = ["accuracy", "f1"] + (["auc"] if stored.binary and table.get("auc_mean", pd.Series()).notna().any() else [])
+    names = {"accuracy": "accuracy", "f1": "macro-F1", "auc": "ROC-AUC"}
+    header = ["cell", "seeds", "excluded"] + [names[m] for m in metrics] + ["best epoch", "trainable params", "s/run",
+                                                                             "cell s", "lr", "batch"]
+    rows = [[r.label, f"{r.seeds}/{r.runs}", r.excluded]
+            + [estimate(getattr(r, f"{m}_mean"), getattr(r, f"{m}_lo"), getattr(r, f"{m}_hi")) for m in metrics]
+            + [num(r.best_epoch, "g"), f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params) else "n/a",
+               num(r.seconds_per_run, ".1f"), num(r.seconds_total, ".1f"), num(r.lr, ".2e"), str(r.batch_size)]
+            for r in table.itertuples()]
+    if base:
+        rows.append([f"*majority class ({base['class']})*", "-", "-", estimate(base["accuracy"], base["lo"], base["hi"]),
+                     num(base["f1"])] + ["0.500"] * (len(metrics) == 3) + ["-"] * 6)
+    lines += md_table(header, rows)
+    if base:
+        lines += [f"The last row is the baseline every model must beat: always answering the majority class of the "
+                  f"training pool ({base['class']}) scores {base['accuracy']:.3f} on these {base['n']} examples "
+                  f"({base['groups']} groups; the interval is clustered, design effect {num(base['deff'], '.1f')}).", ""]
+    if not stored.binary:
+        lines += [f"ROC-AUC is given for binary tasks only; this one has {len(stored.class_names)} classes.", ""]
+    return lines
+
+
+def render_runs(stored: Stored, runs: pd.DataFrame) -> list[str]:
+    """The appendix: every evaluation run."""
+    lines = ["## Appendix: every evaluation run", "",
+             "Accuracy of each run with its Wilson 95% interval over the evaluated examples (which treats them as "
+             "independent: one run's own noise, not the cell's). `tables/runs.csv` holds these rows and "
+             "`tables/predictions.csv.gz` every run's prediction for every example.", ""]
+    rows = [[label(r.cell), str(r.seed), r.flag if isinstance(r.flag, str) else r.status, _wilson(r), num(r.f1),
+             num(r.best_epoch, "g"), num(r.stopped_epoch, "g"), num(r.seconds, ".1f")] for r in runs.itertuples()]
+    lines += md_table(["cell", "seed", "status", "accuracy [Wilson 95%]", "macro-F1", "best epoch", "stopped", "s"],
+                      rows)
+    flagged = runs[runs["flag"].notna()]
+    if len(flagged):
+        lines += [f"Left out of the estimates ({plural(len(flagged), 'run')}): "
+                  + "; ".join(f"{label(r.cell)} seed {r.seed} ({r.flag})" for r in flagged.itertuples()) + ".", ""]
+    return lines
+
+
+def _wilson(r) -> str:
+    return "n/a" if math.isnan(r.accuracy) else f"{r.accuracy:.3f} [{r.wilson_lo:.3f}, {r.wilson_hi:.3f}] of {r.n}"
+
+
+def predictions(stored: Stored, ev: Evidence) -> pd.DataFrame:
+    """Every evaluation run's prediction for every evaluated example (long form), to recompute any test."""
+    prefix = "test" if ev.source == "test" else "val"
+    rows_of = stored.splits.get(f"{prefix}_rows") or list(range(len(ev.labels)))
+    frames = []
+    for r in stored.evals:
+        from harness.evidence import predictions as preds
+
+        p = preds(r, ev.source)
+        if p is None or len(p) != len(ev.labels):
+            continue
+        prob = r.test.get("prob") if ev.source == "test" else None
+        frames.append(pd.DataFrame({"cell": r.cell, "seed": r.seed, "status": r.status, "split": ev.source,
+                                    "row": rows_of, "group": ev.groups, "label": ev.labels.astype(int),
+                                    "pred": p.astype(int), "correct": (p == ev.labels).astype(int),
+                                    **({"prob_last_class": prob} if prob and len(prob) == len(p) else {})}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
