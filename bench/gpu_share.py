@@ -11,9 +11,9 @@ epochs per second summed over the K, against one process alone.
 
 The grid. ``studies/mlu_ablation.toml`` at full scale: 56,000 reviews resampled
 from the benchmark's 8,000 (so with their length distribution), a random-weight
-DistilBERT-sized model. Timed here: the frozen-prefix pass over all texts and one
-steady epoch per sample of a classifier-only cell and of a full fine-tuning cell
-at batch 32; the whole grid is then extrapolated from them (see ``extrapolate``).
+DistilBERT-sized model. Timed here: the frozen-prefix pass over all texts, steady
+epochs of a classifier-only run on all training rows and of full fine-tuning on a
+sample of them, at batch 32; the whole grid is extrapolated from them (``extrapolate``).
 """
 
 from __future__ import annotations
@@ -146,28 +146,33 @@ def summarize_share(rows: list[dict], ks: list[int], window: float) -> dict:
 MLU_ROWS = 56_000
 MLU_SIZES = [500, 2000, 8000, 20000, "all"]
 MLU_EPOCHS, MLU_FREEZE, MLU_RUNS = [3, 10, 20], ["all", 5, 4, 3, 2, 1, 0], 8 + 5  # trials + evaluation seeds
+HEAD_EPOCHS = max(MLU_EPOCHS)
 MLU_VAL, MLU_TEST = 0.05, 0.1
 MLU_BLOCKS = 6  # distilbert-base-uncased: the grid's freezing depths count these
 FULL = Layout("packed")  # the full fine-tuning cell's layout (the fastest the card runs: bench/gpu.py)
 
 
 def epoch_seconds(model: torch.nn.Module, inputs: Inputs, labels: np.ndarray, train: np.ndarray,
-                  val: np.ndarray, epochs: int = 3) -> float:
-    """Seconds per steady epoch (the first left out) of ``model`` on ``train`` at batch 32."""
+                  val: np.ndarray, epochs: int = 3) -> tuple[float, float | None]:
+    """(seconds per steady epoch, the first left out; peak GiB allocated) of ``model`` on ``train`` at batch 32."""
     ends = [time.perf_counter()]
 
     def on_epoch(epoch: int, row: dict) -> bool:
         ends.append(time.perf_counter())
         return False
 
+    if inputs.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(inputs.device)
     train_run(model, inputs, labels, train, val, np.array([], dtype=np.int64), lr=LR, batch_size=BATCH,
               epochs=epochs, seed=0, spec=dataclasses.replace(train_spec(), patience=epochs + 1), on_epoch=on_epoch)
-    return (ends[-1] - ends[1]) / (len(ends) - 2)
+    memory = torch.cuda.max_memory_allocated(inputs.device) / 2 ** 30 if inputs.device.type == "cuda" else None
+    return (ends[-1] - ends[1]) / (len(ends) - 2), memory
 
 
 def mlu_slice(data: BenchData, tokenizer_from: str, device: torch.device, rows: int = MLU_ROWS,
               sample: int = 8000, scale: Scale = Scale(), full: Layout = FULL) -> dict:
-    """Time the grid's two extreme cells per training sample, and the frozen-prefix pass."""
+    """Time the frozen-prefix pass over all ``rows``, a classifier-only run on all training rows, and
+    full fine-tuning per training row on a ``sample`` of them, then extrapolate the grid."""
     rng = np.random.default_rng(0)
     picked = rng.choice(len(data.texts), size=rows, replace=True)  # the 8k reviews' length distribution
     texts, labels = [data.texts[i] for i in picked], data.labels[picked]
@@ -182,16 +187,17 @@ def mlu_slice(data: BenchData, tokenizer_from: str, device: torch.device, rows: 
         started = time.perf_counter()
         states = frozen_prefix(model, encodings, np.arange(rows), [blocks], device)[blocks]  # (N, 1, H)
         out["prefix_pass_s"] = time.perf_counter() - started
-        part = rng.permutation(rows)[:sample]  # a training sample, and 256 validation rows beside it
-        train, val = part[:-256], part[-256:]
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        order = rng.permutation(rows)  # the grid's split: 5% validation, 10% test, the rest trains
+        val, train = order[:int(MLU_VAL * rows)], order[int((MLU_VAL + MLU_TEST) * rows):]
         head = top_of(load_classifier(path, N_CLASSES, 0), blocks)  # the head alone: nothing else is left
-        out["head_epoch_s_per_row"] = epoch_seconds(head, Inputs(encodings, states, device), labels, train, val) / len(train)
-        out["full_epoch_s_per_row"] = epoch_seconds(load_classifier(path, N_CLASSES, 0),
-                                                    Inputs(encodings, None, device, full), labels,
-                                                    train, val) / len(train)
-        out["max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else None
+        seconds, out["head_max_memory_gib"] = epoch_seconds(head, Inputs(encodings, states, device), labels, train, val)
+        out |= {"head_train_rows": len(train), "head_epoch_s": seconds, "head_epoch_s_per_row": seconds / len(train),
+                "head_cell_s": HEAD_EPOCHS * seconds}  # one classifier-only run of the grid at data size all
+        part = train[:sample]  # full fine-tuning on a sample of it: its time per row scales
+        seconds, out["full_max_memory_gib"] = epoch_seconds(load_classifier(path, N_CLASSES, 0),
+                                                            Inputs(encodings, None, device, full), labels, part,
+                                                            val[:256])
+        out |= {"full_train_rows": len(part), "full_epoch_s_per_row": seconds / len(part)}
         hidden = model.config.dim
     out["prefix_states_gib_per_depth"] = rows * MAX_LENGTH * hidden * 4 / 2 ** 30  # float32 (N, T, H)
     return out | extrapolate(out)

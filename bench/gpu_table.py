@@ -85,14 +85,16 @@ def grid_lines(name: str, grid: dict | None) -> list[str]:
     if not grid or "extrapolated_grid" not in grid:
         return []
     ex = grid["extrapolated_grid"]
-    return ["", f"{name}: studies/mlu_ablation.toml at full scale ({grid['rows']:,} reviews resampled from the 8k; "
-            f"batch {grid['batch']}). Measured: frozen-prefix pass {grid['prefix_pass_s']:.1f} s; one epoch "
-            f"{1e3 * grid['head_epoch_s_per_row']:.3f} ms per training row classifier-only, "
-            f"{1e3 * grid['full_epoch_s_per_row']:.3f} ms full fine-tuning (packed); peak memory "
-            f"{_num(grid['max_memory_gib'], '.1f')} GiB. A partial-freezing depth's cached states are "
-            f"{grid['prefix_states_gib_per_depth']:.0f} GiB (float32, all reviews at 128 tokens). "
-            f"EXTRAPOLATED, not measured: the whole grid ({ex['cells']} cells, {ex['runs']} runs) "
-            f"<= {ex['gpu_hours_upper_bound']:.1f} GPU-hours ({ex['basis']})"]
+    return ["", f"{name}: studies/mlu_ablation.toml at full scale ({grid['rows']:,} reviews resampled from the 8k, "
+            f"batch {grid['batch']}). Measured: tokenizing {grid['tokenize_s']:.1f} s; the frozen-prefix pass "
+            f"{grid['prefix_pass_s']:.1f} s; a classifier-only epoch on all {grid['head_train_rows']:,} training rows "
+            f"{grid['head_epoch_s']:.2f} s (peak {_num(grid['head_max_memory_gib'], '.1f')} GiB), so a 20-epoch "
+            f"classifier-only run {grid['head_cell_s']:.0f} s; full fine-tuning (packed) "
+            f"{1e3 * grid['full_epoch_s_per_row']:.3f} ms per training row and epoch (peak "
+            f"{_num(grid['full_max_memory_gib'], '.1f')} GiB). A partial-freezing depth's cached states would be "
+            f"{grid['prefix_states_gib_per_depth']:.1f} GiB (float32, all reviews at 128 tokens). EXTRAPOLATED, not "
+            f"measured: the whole grid ({ex['cells']} cells, {ex['runs']} runs) <= {ex['gpu_hours_upper_bound']:.1f} "
+            f"GPU-hours ({ex['basis']})"]
 
 
 def summary(run: dict) -> str:
