@@ -163,7 +163,8 @@ def tests(work: Path) -> str:
         return "not run"
     suite = ElementTree.parse(path).getroot()
     suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
-    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None or c.find("error") is not None]
+    failed = [c.get("name") for c in suite.iter("testcase")
+              if c.find("failure") is not None or c.find("error") is not None]
     n, skipped = int(suite.get("tests", 0)), int(suite.get("skipped", 0))
     return f"{n - skipped - len(failed)} passed, {len(failed)} failed, {skipped} skipped" + (
         f" (failed: {', '.join(failed)})" if failed else "")

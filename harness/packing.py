@@ -17,7 +17,7 @@ is the family's own code; only the attention call and where the head looks are s
 ``torch.nn.attention.varlen.varlen_attn``; called directly because it takes the
 attention dropout these models train with, which ``varlen_attn`` fixes at 0). The
 "masked" kernel computes the same thing with SDPA and a block-diagonal mask: O(T^2)
-in the packed length, for checking the bookkeeping on the CPU, not for speed.
+work in the packed length, for checking the bookkeeping on the CPU, not for speed.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from torch import nn
 from harness.errors import HarnessError
 
 KINDS = ("padded", "bucketed", "packed")
-MASKED_MAX, CHUNK = 8192, 2048  # the masked kernel: most tokens it trains on, queries at a time
 KERNELS = ("auto", "flash", "masked")
+MASKED_MAX, CHUNK = 8192, 2048  # the masked kernel: most tokens it trains on, queries at a time
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,9 @@ class Inputs:
         flat = np.asarray(rows, dtype=np.int64)[seq]  # (T,) the row of each token
         if self.states is None:
             ids = self.ids[torch.from_numpy(flat), torch.from_numpy(pos)].long()
+            positions = torch.from_numpy(pos + self.position_offset)[None]
             out = {"input_ids": ids[None].to(self.device, non_blocking=True),
-                   "position_ids": torch.from_numpy(pos + self.position_offset)[None].to(self.device, non_blocking=True)}
+                   "position_ids": positions.to(self.device, non_blocking=True)}
         else:
             out = {"inputs_embeds": self.states[to_device(flat, self.device), to_device(pos, self.device)][None]}
         cu = torch.from_numpy(cu).to(self.device, non_blocking=True)

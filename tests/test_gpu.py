@@ -1,4 +1,5 @@
-"""On a CUDA device: the packed layout on flash attention's kernel, steps that never wait, compiled blocks.
+"""On a CUDA device: the packed layout on flash attention's kernel, steps that never wait, compiled blocks;
+and, on any machine, the pieces of bench/gpu_check.sh that need no device.
 
 Marked ``gpu``: skipped where CUDA is missing (``make test`` on a CPU machine), run by
 ``bench/gpu_check.sh`` on a GPU machine. Tolerances are bf16's: the layouts round
@@ -17,6 +18,8 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
+from bench import gpu_check
+from bench.gpu_table import render_gpu
 from harness.modeling import Encodings, autocast
 from harness.packing import Layout, compile_blocks
 from harness.study import TrainSpec
@@ -75,8 +78,8 @@ def test_packed_training_keeps_attention_dropout():
     """The flash kernel is called with the module's dropout (here the only dropout): two training
     passes differ, eval ones agree."""
     enc, rows = encodings(), np.arange(24)
-    config = FAMILIES["distilbert"]().__class__(**FAMILIES["distilbert"]().to_dict() | dict(
-        dropout=0.0, seq_classif_dropout=0.0, attention_dropout=0.5))
+    config = FAMILIES["distilbert"]()
+    config.dropout, config.seq_classif_dropout, config.attention_dropout = 0.0, 0.0, 0.5
     model = AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa").to(CUDA)
     inputs = Inputs(enc, None, CUDA, LAYOUTS["packed"])
     inputs.attach(model)
@@ -167,3 +170,30 @@ def test_local_workers_share_the_one_visible_gpu(monkeypatch):
         monkeypatch.setattr(worker, "visible_gpus", lambda: gpus)
         assert worker.launch(["study.toml"], "sqlite:///x.db", 3) == 0
         assert [c.env.get("CUDA_VISIBLE_DEVICES") for c in children] == expected
+
+
+def test_the_gpu_table_renders_older_and_newer_runs():
+    older = {"gpu": "NVIDIA H100", "batch_size": 256, "harness_samples_s": 8959.4, "harness_mfu": 0.2296,
+             "harness_syncs": "122 in 145 steps, 5 epochs", "peer_samples_s": 4374.9, "peer_mfu": 0.1121}
+    newer = {"gpu": "NVIDIA H100", "variants": [
+        {"variant": "packed+compile", "side": "harness", "batch": 256, "samples_s": 16000.4, "mfu": 0.41, "syncs": 12,
+         "steps": 112, "path": "packed (flash varlen)"},
+        {"variant": "bucketed+compile", "side": "harness", "batch": 256, "skipped": "time budget"}],
+        "k_at_once": {"cell": "head-only", "window_s": 6.0, "k": {"1": {"epochs_s": 40.0, "speedup": 1.0,
+                                                                         "max_memory_gib_per_process": 0.6}}}}
+    lines = render_gpu({"older": older, "newer": newer}, 0.40)
+    for row in ["| older | NVIDIA H100 | 256 | harness padded | 8959 | 23.0% | 122 in 145 steps, 5 epochs | padded |",
+                "| older | NVIDIA H100 | 256 | peer trainer random | 4375 | 11.2% | - | padded |",
+                "| newer | NVIDIA H100 | 256 | harness packed+compile | 16000 | 41.0% | 12 in 112 steps | "
+                "packed (flash varlen) |",
+                "| newer | NVIDIA H100 | 256 | harness bucketed+compile | not run: time budget | - | - | - |"]:
+        assert row in lines
+    assert "| 1 | 40.0 | 1.00 | 0.60 |" in lines
+
+
+def test_the_check_counts_pytests_outcomes_and_names_the_failures(tmp_path):
+    (tmp_path / "tests.xml").write_text(
+        '<testsuites><testsuite tests="4" skipped="1"><testcase name="a"/><testcase name="b"><failure/></testcase>'
+        '<testcase name="c"/><testcase name="d"><skipped/></testcase></testsuite></testsuites>')
+    assert gpu_check.tests(tmp_path) == "2 passed, 1 failed, 1 skipped (failed: b)"
+    assert gpu_check.tests(tmp_path / "none") == "not run"

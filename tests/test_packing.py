@@ -29,6 +29,16 @@ NO_DROPOUT = {"bert": dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob
               "distilbert": dict(dropout=0.0, attention_dropout=0.0, seq_classif_dropout=0.0)}
 
 
+def configured(family: str, **overrides) -> torch.nn.Module:
+    """A tiny model of ``family`` with some of its config changed (seed 0)."""
+    config = FAMILIES[family]()
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    config.num_labels = 2
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(config, attn_implementation="sdpa")
+
+
 def encodings(lengths: list[int], seed: int = 0) -> Encodings:
     rng = np.random.default_rng(seed)
     ids = [np.array([0, *rng.integers(3, 60, size=n - 2), 2], dtype=np.int32) for n in lengths]
@@ -115,9 +125,7 @@ def test_a_packed_training_run_repeats_the_padded_one(family="distilbert"):
     kwargs = dict(lr=2e-3, batch_size=8, epochs=2, seed=0, spec=TrainSpec(patience=5))
     runs = []
     for layout in (Layout(), PACKED):
-        torch.manual_seed(0)
-        model = AutoModelForSequenceClassification.from_config(
-            FAMILIES[family]().__class__(**FAMILIES[family]().to_dict() | NO_DROPOUT[family]), attn_implementation="sdpa")
+        model = configured(family, **NO_DROPOUT[family])
         runs.append(train_run(model, Inputs(enc, None, CPU, layout), labels, np.arange(24), np.arange(24, 32),
                               np.arange(32, 40), **kwargs))
     for padded, packed in zip(runs[0].history, runs[1].history):
