@@ -130,7 +130,7 @@ def share_stage(args: argparse.Namespace) -> dict:
     from bench.gpu_share import k_at_once
 
     data, device, scale = context(args)
-    return k_at_once(data, args.model, device, [1, 2] if DRY else [1, 2, 4, 8], 3.0 if DRY else 6.0, scale,
+    return k_at_once(data, args.model, device, [1, 2] if DRY else [1, 2, 4, 8], 3.0 if DRY else 5.0, scale,
                      deadline=until())
 
 
