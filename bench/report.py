@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.cells import SideResult
+from bench.gpu_table import render_gpu
 from harness.store import git_commit, package_versions, write_atomic
 
 SLOW_S = 300.0  # the protocol lets a side slower than this run once per cell
@@ -123,19 +124,7 @@ def render(results: dict) -> str:
         for name, ok in line["targets"].items():
             out.append(f"- {line['cell']}: {name}: {'met' if ok else 'NOT met'}")
     runs = {"this run": results["gpu"]} if results.get("gpu") else results.get("gpu_separate_runs", {})
-    if runs:
-        out += ["", "GPU: full fine-tuning of a DistilBERT-sized classifier (66M parameters, random weights) at "
-                "max_length 128 in bf16 on the same reviews, both sides in one process on one card; steady "
-                f"epochs; MFU against the dense bf16 peak; target MFU >= {TARGET_MFU:.0%} and faster than the "
-                "peer. Host-device syncs counted by CUDA's sync debug mode over the whole run.", "",
-                "| run | card | batch | side | training samples/s | MFU | syncs |", "|---|---|---|---|---|---|---|"]
-        for name, gpu in runs.items():
-            for side in ("harness", "harness_compiled", "peer"):
-                if f"{side}_samples_s" in gpu:
-                    mfu = gpu[f"{side}_mfu"]
-                    out.append(f"| {name} | {gpu['gpu']} | {gpu['batch_size']} | {side} | "
-                               f"{gpu[f'{side}_samples_s']:.0f} | {'-' if mfu is None else f'{100 * mfu:.1f}%'} | "
-                               f"{gpu.get(f'{side}_syncs', '-')} |")
+    out += render_gpu(runs, TARGET_MFU)
     if not prov.get("complete", True):
         out += ["", "**Partial: the run was still going (or was stopped) after the cells above.**"]
     out += ["", "Notes:", ""] + [f"- {n}" for n in results.get("notes", [])]

@@ -16,29 +16,53 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness import packing
 from harness.metrics import accuracy, macro_f1
 from harness.modeling import Encodings, autocast, pad
+from harness.packing import Layout, bucket_width, pack
 from harness.study import TrainSpec
 
 
 class Inputs:
-    """Model inputs for a batch of rows: token ids, or cached frozen-prefix states."""
+    """Model inputs for a batch of rows: token ids, or cached frozen-prefix states.
 
-    def __init__(self, encodings: Encodings, states: torch.Tensor | None, device: torch.device) -> None:
+    ``layout`` (harness.packing) lays each batch out padded to its longest row (the default),
+    bucketed to a few fixed widths, or packed end to end without padding; ``path`` names the
+    layout that runs here (packed falls back to padded where its attention kernel is missing).
+    A packed layout needs the model readied by ``attach``, which ``train_run`` and ``predict`` do.
+    """
+
+    def __init__(self, encodings: Encodings, states: torch.Tensor | None, device: torch.device,
+                 layout: Layout = Layout()) -> None:
         self.encodings = encodings
         self.device = device
         self.states = None if states is None else states.to(device)
         # every text padded once, (N, T_max) int32 on the host: a batch is then one indexing
         # operation, not a Python loop over its rows while the device waits for its next step
         self.ids = pad(encodings, np.arange(len(encodings.ids)))[0].int() if states is None else None
+        self.width = (self.ids if states is None else self.states).shape[1]  # no batch is wider
+        self.layout = layout
+        self.kernel, self.path = packing.choose_kernel(layout, device)
+        self.position_offset = 0  # of the first token's position id, set by attach
+
+    def attach(self, model: nn.Module) -> None:
+        """Ready ``model`` for this layout's batches (only packed ones need it); repeatable."""
+        if self.kernel is not None:
+            packing.attach(model, self.kernel)
+            self.position_offset = packing.position_offset(model)
 
     def __call__(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        if self.kernel is not None:
+            return self.packed(rows)
         lengths = self.encodings.lengths[rows]
+        width = int(lengths.max())
+        if self.layout.kind == "bucketed":  # a few fixed widths: a compiled graph is reused
+            width = min(bucket_width(width, self.layout.widths), self.width)
         if self.states is None:
-            ids = self.ids[torch.from_numpy(np.asarray(rows, dtype=np.int64)), :int(lengths.max())].long()
+            ids = self.ids[torch.from_numpy(np.asarray(rows, dtype=np.int64)), :width].long()
             out = {"input_ids": ids.to(self.device, non_blocking=True)}
         else:
-            out = {"inputs_embeds": self.states[to_device(rows, self.device), :int(lengths.max())]}
+            out = {"inputs_embeds": self.states[to_device(rows, self.device), :width]}
         width = out.get("input_ids", out.get("inputs_embeds")).shape[1]
         # The mask is made here, on the host, as SDPA's (B, 1, 1, T) boolean (True = attend), which
         # transformers passes on as it is: from a 2D mask it would test mask.all() on the device,
@@ -48,6 +72,23 @@ class Inputs:
             return out
         mask = torch.from_numpy(np.arange(width)[None, :] < lengths[:, None])  # (B, T)
         return out | {"attention_mask": mask[:, None, None, :].to(self.device, non_blocking=True)}
+
+    def packed(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The rows end to end as one sequence (1, sum of lengths), with each row's positions and
+        the cu_seqlens that keep attention inside it (harness.packing.pack)."""
+        cu, seq, pos = pack(np.minimum(self.encodings.lengths[rows], self.width))
+        flat = np.asarray(rows, dtype=np.int64)[seq]  # (T,) the row of each token
+        if self.states is None:
+            ids = self.ids[torch.from_numpy(flat), torch.from_numpy(pos)].long()
+            positions = torch.from_numpy(pos + self.position_offset)[None]
+            out = {"input_ids": ids[None].to(self.device, non_blocking=True),
+                   "position_ids": positions.to(self.device, non_blocking=True)}
+        else:
+            out = {"inputs_embeds": self.states[to_device(flat, self.device), to_device(pos, self.device)][None]}
+        cu = torch.from_numpy(cu).to(self.device, non_blocking=True)
+        # the width bounds every sequence: a fixed bound sizes the kernel without reading cu back
+        return out | {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": self.width,
+                      "max_length_k": self.width}
 
 
 def to_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -105,6 +146,7 @@ def make_schedule(optimizer: torch.optim.Optimizer, spec: TrainSpec, total_steps
 @torch.no_grad()
 def predict(model: nn.Module, inputs: Inputs, rows: np.ndarray, batch_size: int = 128) -> torch.Tensor:
     """Logits (N, C) for ``rows`` in their given order, float32 on the CPU."""
+    inputs.attach(model)
     model.eval()
     order = np.argsort(inputs.encodings.lengths[rows], kind="stable")
     logits = torch.empty((len(rows), model.config.num_labels))
@@ -191,6 +233,7 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
     """
     started = time.perf_counter()
     model.to(inputs.device)
+    inputs.attach(model)
     rng = np.random.default_rng(seed)
     y = torch.as_tensor(labels, device=inputs.device)
     optimizer = make_optimizer(model, spec, lr)
