@@ -205,11 +205,11 @@ def reusable(tuned: list[RunRecord], seed: int, params: dict) -> RunRecord | Non
     """A finished tuning run that an evaluation run of ``seed`` with ``params`` would repeat.
 
     Same cell, seed (so the same training subset and initialisation), learning rate and batch
-    size, a complete trial (not pruned, no later tuning seed failed) with a held-back test
-    score: the same computation, bit for bit on the CPU (tests/test_determinism.py), so
+    size, a complete trial (not pruned, no later tuning seed failed; collapsed counts, as its
+    evaluation run would collapse alike) with a held-back test score: the same computation, bit for bit on the CPU (tests/test_determinism.py), so
     training it again would only cost time.
     """
-    return next((r for r in tuned if r.seed == seed and r.params == params and r.status == "ok"
+    return next((r for r in tuned if r.seed == seed and r.params == params and r.status in ("ok", "collapsed")
                  and r.objective is not None and (r.held_test or {}).get("pred")), None)
 
 

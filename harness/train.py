@@ -222,7 +222,7 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
               held_rows: np.ndarray | None = None) -> RunOutput:
     """Train, validate each epoch, stop early, restore the best epoch's weights, test once.
 
-    ``held_rows``: a run that finishes ok is also scored on these rows, into ``held_test``
+    ``held_rows``: a run that finishes (ok or collapsed) is also scored on these rows, into ``held_test``
     (never into ``test`` or the status): the test score of a tuning run that an evaluation
     run may turn out to repeat (``harness.runner.reusable``), scored as ``test`` would be.
 
@@ -296,7 +296,7 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
         out.status = "collapsed"  # judged on validation: the test set plays no part in which runs count
     if len(test_rows) and out.status in ("ok", "collapsed"):
         out.test = score_test(model, inputs, test_rows, labels)
-    if held_rows is not None and len(held_rows) and out.status == "ok":
+    if held_rows is not None and len(held_rows) and out.status in ("ok", "collapsed"):
         out.held_test = score_test(model, inputs, held_rows, labels)
     out.seconds = time.perf_counter() - started
     return out

@@ -115,7 +115,7 @@ def tuned_record(**changes) -> RunRecord:
 
 @pytest.mark.parametrize("changes", [{"seed": 2}, {"params": {"lr": 3.0001e-4, "batch_size": 16}},
                                      {"params": {"lr": 3e-4, "batch_size": 32}}, {"status": "pruned"},
-                                     {"status": "failed"}, {"held_test": {}}, {"objective": None},
+                                     {"status": "failed"}, {"status": "diverged"}, {"held_test": {}}, {"objective": None},
                                      {"held_test": {"accuracy": float("nan"), "pred": ""}}])
 def test_only_the_very_same_finished_run_is_reused(changes):
     assert reusable([tuned_record(**changes)], 1, {"lr": 3e-4, "batch_size": 16}) is None
