@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from datasketch import MinHash, MinHashLSH
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -78,6 +77,8 @@ def _near_pairs(sets: list[set], threshold: float, num_perm: int, seed: int) -> 
 
     zlib.crc32 as the shingle hash: a 32-bit hash like datasketch's default SHA-1 one, 3x faster.
     """
+    from datasketch import MinHash, MinHashLSH  # here: only a study's data loading needs it
+
     signatures = MinHash.bulk(sets, num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
     lsh = MinHashLSH(num_perm=num_perm, params=bands(threshold, num_perm))
     with lsh.insertion_session() as session:
