@@ -83,6 +83,7 @@ VARIANTS = [  # in the order they run: what an interrupted run leaves is what ma
     Variant("packed+compile", PACKED, "auto", 512),  # after its b256 run: the same graphs, mostly
     Variant("bucketed+compile", Layout("bucketed", WIDTHS), "static"),
     Variant("padded+compile", Layout(), "auto"),
+    Variant("packed+compile", PACKED, "auto", 1024),  # the largest token budget per step
 ]
 
 
