@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.evidence import gather
-from harness.report import answers, calibration, cells, effects, gallery, overfitting, provenance, tuning
+from harness.report import answers, calibration, cells, effects, gallery, lab, overfitting, provenance, tuning
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 
@@ -36,6 +36,8 @@ def build(stored: Stored) -> dict:
              "baseline": cells.baseline(stored, ev), "overfitting": overfitting.compute(stored),
              "curves": overfitting.curves(stored), "calibration": calibration.compute(stored, ev),
              "tuning": tuning.compute(stored)}
+    parts["lab"] = lab.compute(stored, ev, runs, summary)
+    parts["lab_sentences"] = lab.sentences(stored, parts["lab"])
     return parts
 
 
@@ -49,6 +51,7 @@ def render(stored: Stored, parts: dict, drawn: dict) -> str:
     lines += calibration.render(stored, parts["calibration"], parts["summary"])
     lines += gallery.render(drawn)
     lines += tuning.render(stored, parts["tuning"], parts["summary"])
+    lines += lab.render(stored, parts["lab"])
     lines += provenance.methods(stored, {m.metric: m.note for m in parts["estimates"]})
     lines += provenance.provenance(stored)
     lines += cells.render_runs(stored, parts["runs"])
@@ -64,7 +67,10 @@ def tables(stored: Stored, parts: dict) -> dict[str, pd.DataFrame]:
             "curves": parts["curves"], "calibration": cal.cells if cal else pd.DataFrame(),
             "per_class": cal.classes if cal else pd.DataFrame(),
             "confusion": calibration.confusion_frame(cal, stored.class_names),
-            "tuning_trials": tune.trials, "expected_max": tune.expected}
+            "tuning_trials": tune.trials, "expected_max": tune.expected,
+            "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts["lab"].forecasts
+                                   if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
+            "score_bands": parts["lab"].bands}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:

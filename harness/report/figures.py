@@ -155,3 +155,35 @@ def reliability(bins: pd.DataFrame, path: Path) -> Path:
     ax.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def forecast(curves: list[dict], path: Path) -> Path:
+    """Each learning curve: observed means (points), the fitted curve and its 95% band out to the forecasts."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for f, colour in zip(curves, sns.color_palette(n_colors=len(curves))):
+        t, curve = f["forecast"].table, f["forecast"].curve
+        n = np.geomspace(t["size"].min(), t["size"].max(), 200)
+        ax.plot(n, curve.accuracy(n), color=colour, label=f["name"])
+        ax.fill_between(t["size"], t["lo"], t["hi"], color=colour, alpha=0.15)
+        seen = t[t["runs"] > 0]
+        ax.scatter(seen["size"], seen["observed"], color=colour, zorder=3)
+        if "predicted" in f["backtest"]:
+            ax.scatter([f["backtest"]["hidden"]], [f["backtest"]["predicted"]], marker="x", color=colour, zorder=4)
+    ax.set(xscale="log", xlabel="training examples (log scale)", ylabel="accuracy")
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def pareto(cells: pd.DataFrame, frontier: pd.DataFrame, path: Path) -> Path:
+    """Each cell's accuracy (with its interval) against its training seconds per run; the frontier joined."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.errorbar(cells["seconds_per_run"], cells["accuracy_mean"],
+                yerr=[cells["accuracy_mean"] - cells["accuracy_lo"], cells["accuracy_hi"] - cells["accuracy_mean"]],
+                fmt="o", color="tab:gray", alpha=0.6, capsize=2)
+    ax.plot(frontier["seconds_per_run"], frontier["accuracy_mean"], color="tab:green", marker="o", label="frontier")
+    for r in frontier.itertuples():
+        ax.annotate(r.label, (r.seconds_per_run, r.accuracy_mean), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")
+    ax.set(xscale="log", xlabel="training seconds per evaluation run (log scale)", ylabel="accuracy")
+    ax.legend(fontsize=7)
+    return _save(fig, path)

@@ -14,7 +14,8 @@ FOLDER = "figures"
 TITLES = {"effects": "What each axis did", "vs_size": "Accuracy against data size",
           "vs_freeze": "Accuracy against freezing depth", "heatmap": "The grid",
           "learning_curves": "Validation learning curves", "gaps": "Train-validation gap",
-          "reliability": "Reliability diagram", "optuna": "Learning rate and batch size against the objective",
+          "reliability": "Reliability diagram", "forecast": "Learning curves and forecasts",
+          "pareto": "Accuracy against cost", "optuna": "Learning rate and batch size against the objective",
           "expected_max": "Expected validation performance against trials"}
 
 
@@ -60,6 +61,17 @@ def draw(stored: Stored, parts: dict, folder: Path) -> dict[str, tuple[Path, str
                               "Accuracy against confidence in 15 bins, pooled over each cell's runs, for the best "
                               "and the worst calibrated cells (lowest and highest ECE); the diagonal is perfect "
                               "calibration.")
+    lab = parts["lab"]
+    fitted = [f for f in lab.forecasts if f["forecast"].curve is not None]
+    if fitted:
+        out["forecast"] = (figures.forecast(fitted, folder / "forecast.png"),
+                           "Observed mean accuracy (points), the fitted learning curve and its 95% band from "
+                           "resampling seeds (the forecast table's), crosses: the backtest's prediction of the "
+                           "largest size from the smaller ones.")
+    if not lab.frontier.empty:
+        out["pareto"] = (figures.pareto(cells, lab.frontier, folder / "pareto.png"),
+                         "Every cell's accuracy and interval (the cells table's) against its training seconds per "
+                         "run; green: the cells no other beats on both.")
     tuning = parts["tuning"]
     trials = tuning.trials.dropna(subset=["value"]) if not tuning.trials.empty else tuning.trials
     if not trials.empty:

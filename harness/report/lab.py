@@ -1,0 +1,244 @@
+"""Section 7: the lab's remaining questions: the whole data set (a learning-curve forecast), accuracy
+against cost, whether binary labels are too coarse (accuracy by score band), and what the data
+audit found.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness import cost, forecast
+from harness import estimate_verdicts as ev
+from harness.audit import Findings
+from harness.bands import by_band, clustered_accuracy
+from harness.evidence import Evidence
+from harness.report.format import effect, estimate, label, md_table, num
+from harness.report.frames import Stored
+
+
+@dataclass
+class Lab:
+    forecasts: list[dict] = field(default_factory=list)  # per combination of the other axes
+    crossings: list[str] = field(default_factory=list)
+    cost: dict = field(default_factory=dict)
+    frontier: pd.DataFrame = field(default_factory=pd.DataFrame)
+    bands: pd.DataFrame = field(default_factory=pd.DataFrame)  # best cell's accuracy per score band
+    band_gap: dict = field(default_factory=dict)  # near-neutral minus clear, with its interval
+    audit: list[str] = field(default_factory=list)
+    leak: dict = field(default_factory=dict)
+
+
+def compute(stored: Stored, ev_: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> Lab:
+    lab = Lab()
+    lab.forecasts, lab.crossings = _forecasts(stored, runs)
+    kept = summary.dropna(subset=["accuracy_mean", "seconds_per_run"])
+    if len(kept) >= 2:
+        lab.cost = cost.cheapest_within(kept, "seconds_per_run", delta=stored.analysis.smallest_effect)
+        lab.frontier = cost.frontier(kept, "seconds_per_run")
+    lab.bands, lab.band_gap = _bands(stored, ev_, summary)
+    audit = stored.splits.get("audit")
+    if audit:
+        lab.audit = Findings(**audit).lines()
+        lab.leak = _leak(ev_, audit.get("test_rows_seen_in_training") or [])
+    return lab
+
+
+# --- the whole data set -----------------------------------------------------------------------
+
+def _forecasts(stored: Stored, runs: pd.DataFrame) -> tuple[list[dict], list[str]]:
+    """A learning curve per combination of the axes other than data size, where it has 3 sizes or more."""
+    pool = stored.splits.get("train_pool")
+    a = stored.analysis
+    sizes = [pool if s == "all" else s for s in a.forecast_sizes] or None
+    others = [x.column for x in stored.axes if x.column != "data_size"]
+    kept = runs[runs["flag"].isna() & runs["accuracy"].notna()].copy()
+    if kept.empty:
+        return [], []
+    kept["data_size"] = [pool if s == "all" else int(s) for s in kept["data_size"]]
+    out = []
+    for combo, part in kept.groupby(others, sort=False):
+        combo = combo if isinstance(combo, tuple) else (combo,)
+        name = " ".join(f"{x.short}={v}" for x, v in zip([x for x in stored.axes if x.column in others], combo))
+        if part["data_size"].nunique() < forecast.MIN_SIZES:
+            continue
+        result = forecast.forecast(part[["data_size", "seed", "accuracy"]], sizes, pool)
+        out.append({"name": name, "combo": dict(zip(others, combo)), "forecast": result,
+                    "backtest": forecast.backtest(part[["data_size", "seed", "accuracy"]])})
+    return out, _crossings(stored, out)
+
+
+def _crossings(stored: Stored, forecasts: list[dict]) -> list[str]:
+    """Where the curves of two freezing depths, other axes equal, cross within 4x the largest size."""
+    out = []
+    for i, a in enumerate(forecasts):
+        for b in forecasts[i + 1:]:
+            differ = [k for k in a["combo"] if a["combo"][k] != b["combo"][k]]
+            if differ != ["freeze"] or a["forecast"].curve is None or b["forecast"].curve is None:
+                continue
+            top = forecast.HORIZON * min(a["forecast"].curve.largest, b["forecast"].curve.largest)
+            for n in forecast.crossings(a["forecast"].curve, b["forecast"].curve, 10, top):
+                out.append(f"{a['name']} and {b['name']} cross near {n:,.0f} training examples")
+    return out
+
+
+# --- binary too coarse? -----------------------------------------------------------------------
+
+def _bands(stored: Stored, ev_: Evidence, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """The best cell's accuracy on near-neutral (|score| <= 0.5) and clear test examples, and the gap."""
+    scores = stored.splits.get("test_scores") if ev_.source == "test" else None
+    kept = summary.dropna(subset=["accuracy_mean"])
+    if scores is None or kept.empty or len(scores) != len(ev_.labels):
+        return pd.DataFrame(), {}
+    best = kept.loc[kept["accuracy_mean"].idxmax(), "cell"]
+    c = list(ev_.cells["cell"]).index(best)
+    correct = ev_.Y[c][ev_.kept[c]]
+    table = by_band(correct, scores, ev_.groups)
+    return table.assign(cell=best), _gap(correct, np.asarray(scores, float), ev_.groups) | {"cell": best}
+
+
+def _gap(correct: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> dict:
+    """Near-neutral minus clear accuracy: seed part (over runs) plus the test part clustered by group."""
+    near = np.abs(scores) <= 0.5
+    if near.all() or not near.any():
+        return {}
+    per_run = correct[:, near].mean(axis=1) - correct[:, ~near].mean(axis=1)
+    y = correct.mean(axis=0)
+    influence = np.where(near, (y - y[near].mean()) / near.sum(), -(y - y[~near].mean()) / (~near).sum())
+    _, g = np.unique(groups, return_inverse=True)
+    G = g.max() + 1
+    var_test = G / (G - 1) * np.sum(np.bincount(g, influence) ** 2)
+    var_seed = per_run.var(ddof=1) / len(per_run) if len(per_run) > 1 else 0.0
+    d = float(per_run.mean())
+    se = math.sqrt(var_seed + var_test)
+    df = ev.satterthwaite_pair(var_seed, var_test, max(len(per_run) - 1, 1), G - 1)
+    lo, hi = ev.atanh_interval(np.array([d]), np.array([se]), ev.critical(0.05, np.array([df])))
+    return {"gap": d, "lo": float(lo[0]), "hi": float(hi[0]), "near": int(near.sum()), "clear": int((~near).sum()),
+            "verdict": ev.verdict(float(lo[0]), float(hi[0]), 0.0).split(",")[0]}
+
+
+def _leak(ev_: Evidence, seen: list[int]) -> dict:
+    """Accuracy of every cell on the test set without the rows whose text is also in the training pool."""
+    if not seen or ev_.source != "test":
+        return {}
+    keep = np.ones(len(ev_.labels), bool)
+    keep[seen] = False
+    raw = np.nanmean(ev_.Y, axis=2)
+    clean = np.nanmean(ev_.Y[:, :, keep], axis=2)
+    return {"rows": len(seen), "table": pd.DataFrame({"cell": ev_.cells["cell"], "raw": np.nanmean(raw, axis=1),
+                                                      "deduplicated": np.nanmean(clean, axis=1)})}
+
+
+# --- the answers and the page -----------------------------------------------------------------
+
+def sentences(stored: Stored, lab: Lab) -> list[str]:
+    out = []
+    full = [f for f in lab.forecasts if f["forecast"].curve is not None]
+    if full:
+        pool = stored.splits.get("train_pool")
+        best = max(full, key=lambda f: f["forecast"].table["fitted"].iloc[-1])
+        row = best["forecast"].table.iloc[-1]
+        bt = best["backtest"]
+        check = (f"backtest: hiding {bt['hidden']} and predicting it from the smaller sizes missed by "
+                 f"{bt['error']:+.3f} ({'inside' if bt['inside'] else 'outside'} its band)") if "error" in bt \
+            else f"no backtest ({bt.get('warning', 'too few sizes')})"
+        far = "; beyond 4× the data fitted, so a long extrapolation" if row["beyond"] else ""
+        out.append(f"**Would the whole data set help?** The best learning curve ({best['name']}) forecasts "
+                   f"{estimate(row['fitted'], row['lo'], row['hi'])} at {int(row['size']):,} training examples"
+                   + (f" (the whole pool of {pool:,})" if pool and int(row['size']) == pool else "")
+                   + f" against {best['forecast'].table['observed'].dropna().iloc[-1]:.3f} observed at the largest size"
+                   f" (95% bootstrap band over seeds{far}); {check}.")
+    elif lab.forecasts or stored.axes[0].levels:
+        sizes = len(stored.axes[0].levels)
+        out.append(f"**Would the whole data set help?** Not forecast: a learning curve needs 3 data sizes or more "
+                   f"(this study has {sizes}).")
+    if lab.cost:
+        out.append(f"**What is the cheapest good configuration?** {cost.sentence(lab.cost)}.")
+    if lab.band_gap:
+        g = lab.band_gap
+        out.append(f"**Is binary too coarse?** On the {g['near']} near-neutral test sentences (|score| ≤ 0.5) the "
+                   f"best cell ({label(g['cell'])}) is right {_band_text(lab, 'near-neutral')} of the time, against "
+                   f"{_band_text(lab, 'clear')} on the {g['clear']} clear ones: {effect(g['gap'], g['lo'], g['hi'])} "
+                   f"(95% interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
+                   "label rests on a near-zero mean rating the model does little better than chance: a neutral "
+                   "class (studies/three_class.toml) measures those sentences as what they are.")
+    return out
+
+
+def _band_text(lab: Lab, band: str) -> str:
+    row = lab.bands[lab.bands["band"] == band].iloc[0]
+    return estimate(row["accuracy"], row["lo"], row["hi"])
+
+
+def render(stored: Stored, lab: Lab) -> list[str]:
+    lines = ["## 7. The whole data set, cost, labels and data", ""]
+    lines += _render_forecasts(stored, lab) + _render_cost(lab) + _render_bands(lab) + _render_audit(stored, lab)
+    return lines
+
+
+def _render_forecasts(stored: Stored, lab: Lab) -> list[str]:
+    lines = ["### Forecast to more data", ""]
+    if not lab.forecasts:
+        return lines + ["No combination of the other axes has 3 data sizes or more: nothing to forecast.", ""]
+    lines += ["A learning curve error(n) = α + η·n^γ (γ in [−1, 0]) fitted by weighted least squares to the kept runs "
+              "of each combination of the other axes (Hoiem et al. 2021), with 95% bands from resampling the seeds; "
+              "*band for new runs*: where the mean of as many fresh seeds would fall. Backtest: the largest size hidden "
+              "and predicted from the rest.", ""]
+    rows = []
+    for f in lab.forecasts:
+        t = f["forecast"].table
+        for r in t[t["runs"] == 0].itertuples() if not t.empty else []:
+            rows.append([f["name"], f"{r.size:,}", estimate(r.fitted, r.lo, r.hi), f"[{r.pred_lo:.3f}, {r.pred_hi:.3f}]",
+                         "yes" if r.beyond else "no"])
+    lines += md_table(["curve", "training examples", "forecast accuracy [band]", "band for new runs",
+                       "beyond 4× the data"], rows)
+    tests = []
+    for f in lab.forecasts:
+        bt = f["backtest"]
+        tests.append([f["name"], str(bt.get("hidden")), num(bt.get("observed")), num(bt.get("predicted")),
+                      num(bt.get("error"), "+.3f"), "yes" if bt.get("inside") else "no" if "inside" in bt else
+                      bt.get("warning", "n/a")])
+    lines += ["Backtest:", ""] + md_table(["curve", "hidden size", "observed", "predicted", "error", "inside band"],
+                                          tests)
+    warnings = sorted({w for f in lab.forecasts for w in f["forecast"].warnings})
+    lines += [f"- {w}" for w in warnings + lab.crossings] + ([""] if warnings or lab.crossings else [])
+    return lines
+
+
+def _render_cost(lab: Lab) -> list[str]:
+    if lab.frontier.empty:
+        return []
+    rows = [[r.label, num(r.accuracy_mean), num(r.seconds_per_run, ".1f"),
+             f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params) else "n/a"]
+            for r in lab.frontier.itertuples()]
+    return ["### Accuracy against cost", "", f"{cost.sentence(lab.cost)}. The cells no other cell beats on both "
+            "accuracy and training seconds per run (the Pareto frontier):", ""] + \
+        md_table(["cell", "accuracy", "s/run", "trainable params"], rows)
+
+
+def _render_bands(lab: Lab) -> list[str]:
+    if lab.bands.empty:
+        return []
+    rows = [[r.band, str(r.n), str(r.groups), estimate(r.accuracy, r.lo, r.hi), num(r.deff, ".1f")]
+            for r in lab.bands.itertuples()]
+    return ["### Accuracy by score band", "", f"The best cell, {label(lab.band_gap['cell'])}, on test sentences by "
+            "the raters' mean score: near-neutral (|score| ≤ 0.5) against clear; intervals clustered by group.", ""] + \
+        md_table(["band", "examples", "groups", "accuracy [95%]", "design effect"], rows)
+
+
+def _render_audit(stored: Stored, lab: Lab) -> list[str]:
+    lines = ["### The data", ""]
+    threshold = stored.splits.get("on_threshold")
+    if threshold:
+        lines += [f"- Labels: {threshold['sentence']}"]
+    lines += [f"- Audit: {line}" for line in lab.audit] or ["- No audit is stored for this data (an older store)."]
+    if lab.leak:
+        table = lab.leak["table"]
+        lines += ["", f"{lab.leak['rows']} test rows have their text in the training pool; accuracy with and "
+                  "without them:", ""]
+        lines += md_table(["cell", "raw", "without them"],
+                          [[label(r.cell), num(r.raw), num(r.deduplicated)] for r in table.itertuples()])
+    return lines + [""]
