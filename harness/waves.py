@@ -25,11 +25,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import allocation
+from harness import allocation, evidence
 from harness import estimate_verdicts as ev
 from harness import sequential as seq
 from harness.evidence import Evidence
-from harness.grid import Cell
+from harness.grid import Cell, expand
+from harness.store import Results
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,19 @@ class Summary:
     waves: pd.DataFrame  # one row per wave (0 = the evaluate seeds): what it added, cost and decided
     undecided: pd.DataFrame  # one row per comparison still undecided: what would decide it and its cost
     stop: str  # why no further wave ran ("" while one may still be planned)
+    verdicts: dict[str, pd.DataFrame]  # per family, sequential.combine over the looks: the study's verdicts
+
+
+def summary_of(results: Results) -> Summary | None:
+    """The summary of a results folder's waves; None for a study that adds no seeds (its verdicts are
+    estimate_grid.analyse's at alpha)."""
+    study = results.study()
+    cells = expand(study)
+    if not adaptive(cells):
+        return None
+    plans = (results.manifest() or {}).get("waves", [])
+    return summarise(evidence.from_results(results, study), cells, plans, study.analysis.alpha,
+                     study.analysis.smallest_effect)
 
 
 def summarise(ev_: Evidence, cells: list[Cell], plans: list[dict], alpha: float, delta: float) -> Summary:
@@ -116,7 +130,7 @@ def summarise(ev_: Evidence, cells: list[Cell], plans: list[dict], alpha: float,
     rows = [_wave_row(k, ev_, cells, looks[k].alpha, combined, finished) for k in range(len(looks))]
     stop = plans[len(finished)]["reason"] if len(plans) > len(finished) and plans[len(finished)]["stop"] else ""
     rest = alpha - seq.spend(ts[-1], alpha)
-    return Summary(pd.DataFrame(rows), _undecided(looks, combined, ev_, rest, delta), stop)
+    return Summary(pd.DataFrame(rows), _undecided(looks, combined, ev_, rest, delta), stop, combined)
 
 
 def _wave_row(k: int, ev_: Evidence, cells: list[Cell], alpha: float, combined: dict[str, pd.DataFrame],

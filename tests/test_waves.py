@@ -172,7 +172,7 @@ def test_a_plan_is_a_function_of_the_stored_runs(tmp_path, study, grid):
 def test_a_study_without_added_seeds_looks_once_at_alpha(tmp_path, grid):
     fixed = study_of(tmp_path, STUDY.replace("max_evaluate = 10\n", ""))
     results = store(tmp_path, fixed, grid)
-    assert not waves.adaptive(expand(fixed))
+    assert not waves.adaptive(expand(fixed)) and waves.summary_of(results) is None
     looks, ts = waves.replay(evidence.from_results(results), waves.layout(expand(fixed)), [], 0.05)
     assert ts == [1.0] and looks[0].alpha == pytest.approx(0.05)
 
@@ -190,6 +190,8 @@ def test_summary_accounts_for_every_wave(tmp_path, study, grid):
         assert row.seconds == pytest.approx(sum(SECONDS[c.freeze] * len(row.seeds.get(c.id, []))
                                                 for c in expand(study)))
     assert table["alpha"].sum() <= a.alpha + 1e-12 and summary.stop == plans[-1]["reason"]
+    assert waves.summary_of(results).waves.equals(table)
+    assert sum(len(t) for t in summary.verdicts.values()) == len(summary.undecided) + table["decided"].map(len).sum()
     assert (table["undecided"].iloc[-1] == len(summary.undecided))
     if len(summary.undecided):
         assert set(summary.undecided.columns) >= {"comparison", "seeds_per_cell", "more_runs", "seconds"}
