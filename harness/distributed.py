@@ -9,7 +9,10 @@ file system). Per cell there are two Optuna studies:
 
 with ``prefix = <study name>@<fingerprint>``, so one database can hold many studies
 and a changed study never mixes with the old one. The slots are enqueued once, by
-the worker that wins the atomic ``create_study`` of ``<prefix>#plan``.
+the worker that wins the atomic ``create_study`` of ``<prefix>#plan``. A study that adds
+waves of evaluation seeds (harness.waves) plans wave k the same way, once every slot is
+settled: the winner of ``<prefix>#wave<k>`` enqueues the wave's evaluation slots, then
+stores the plan in that study's user attr ``plan``, which every worker reads.
 
 Claiming is Optuna's pop: ``study.ask()`` moves a WAITING trial to RUNNING with a
 conditional update (RDB: ``SELECT ... FOR UPDATE``; journal: the first log entry
@@ -38,7 +41,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import optuna
 import sqlalchemy.exc
@@ -119,6 +122,7 @@ class Shared:
     storage: BaseStorage
     grace: int
     _studies: dict[str, optuna.Study] = dataclasses.field(default_factory=dict)
+    planned: list[dict] = dataclasses.field(default_factory=list)  # plans of the added waves read so far
 
     @property
     def prefix(self) -> str:
@@ -129,8 +133,29 @@ class Shared:
         return expand(self.study)
 
     def slots(self, cell: Cell, role: str) -> list[Slot]:
-        indices = range(cell.study.search.trials) if role == "tune" else cell.study.seeds.evaluate
-        return [Slot(cell, role, i) for i in indices]
+        """Tuning slots by number; evaluation slots by seed: the first wave's, then the added waves' read so far."""
+        if role == "tune":
+            return [Slot(cell, role, i) for i in range(cell.study.search.trials)]
+        added = [s for plan in self.planned for s in plan["seeds"].get(cell.id, [])]
+        return [Slot(cell, role, i) for i in (*cell.study.seeds.evaluate, *added)]
+
+    def waves(self) -> list[dict]:
+        """Plans of the added waves, `planned` brought up to date from storage."""
+        while True:
+            name = f"{self.prefix}#wave{len(self.planned) + 1}"
+            try:
+                plan = optuna.load_study(study_name=name, storage=self.storage).user_attrs.get("plan")
+            except KeyError:  # no such study: not planned yet
+                plan = None
+            if plan is None:
+                return self.planned
+            self.planned.append(plan)
+
+    def wave_of(self, cell: Cell, seed: int) -> int:
+        """The wave that added evaluation seed `seed` to `cell` (0: the study's evaluate seeds)."""
+        if seed in cell.study.seeds.evaluate:
+            return 0
+        return next(p["wave"] for p in self.waves() if seed in p["seeds"].get(cell.id, []))
 
     def optuna_study(self, cell: Cell, role: str) -> optuna.Study:
         name = f"{self.prefix}/{cell.id}" + ("#eval" if role == "eval" else "")
@@ -216,6 +241,33 @@ def plan(shared: Shared, poll: float) -> None:
             for slot in shared.slots(cell, role):
                 shared.optuna_study(cell, role).enqueue_trial({}, user_attrs={"slot": slot.index})
     shared.plan_study().set_user_attr("planned", True)
+
+
+def plan_wave(shared: Shared, k: int, make: Callable[[], dict], poll: float) -> dict:
+    """Plan added wave k once: the worker whose create_study of ``<prefix>#wave<k>`` wins computes it,
+    enqueues its evaluation slots and then stores it; the others wait for it.
+
+    A waiter whose planner died (no plan after the grace period) computes the plan itself and stores
+    it without enqueueing: the plan is a function of settled records, so it is the same plan, and
+    ``repair`` enqueues the slots the planner did not.
+    """
+    name = f"{shared.prefix}#wave{k}"
+    try:
+        study = optuna.create_study(storage=shared.storage, study_name=name)
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=shared.storage)
+        deadline = time.monotonic() + shared.grace
+        while "plan" not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(poll)
+        if "plan" not in study.user_attrs:
+            study.set_user_attr("plan", make())
+        return shared.waves()[k - 1]
+    plan = make()
+    for cell in shared.cells:
+        for seed in plan["seeds"].get(cell.id, []):
+            shared.optuna_study(cell, "eval").enqueue_trial({}, user_attrs={"slot": seed})
+    study.set_user_attr("plan", plan)  # after the slots: a worker that reads the plan finds them queued
+    return shared.waves()[k - 1]
 
 
 def fail_stale(shared: Shared) -> None:

@@ -94,10 +94,13 @@ class Context:
         return self._inputs[key]
 
     def rows_needed(self) -> np.ndarray:
-        """Every row any run will touch: each seed's largest subset with its validation rows, and the test set."""
+        """Every row any run will touch: each seed's largest subset with its validation rows, and the test set.
+
+        Evaluation seeds are every seed a cell may reach, added waves' included (``SeedSpec.candidates``).
+        """
         parts = [self.data.test]
-        for seed in {s for c in self.cells for s in (*c.study.seeds.tune, *c.study.seeds.evaluate)}:
-            sizes = {c.data_size for c in self.cells if seed in (*c.study.seeds.tune, *c.study.seeds.evaluate)}
+        for seed in {s for c in self.cells for s in (*c.study.seeds.tune, *c.study.seeds.candidates)}:
+            sizes = {c.data_size for c in self.cells if seed in (*c.study.seeds.tune, *c.study.seeds.candidates)}
             largest = max(sizes, key=lambda n: float("inf") if n == ALL else n)
             parts += list(self.data.rows(largest, seed))
         return np.unique(np.concatenate(parts))

@@ -50,6 +50,7 @@ class RunRecord:
     retry_of: int | None = None  # tuning runs: the trial this one repeats after a kill
     tune_seeds: list[int] | None = None
     reused_from_trial: int | None = None  # evaluation runs that are a tuning trial (not trained again)
+    wave: int = 0  # evaluation runs: the wave that added this seed (0: the study's evaluate seeds; older records)
     worker: str | None = None  # host:pid of the worker that trained it (shared studies)
     optuna_trial: int | None = None  # the work unit's trial number in shared storage
     finished: str | None = None  # UTC time, ISO 8601

@@ -1,16 +1,22 @@
 """``harness run``: one process works through the grid, cell by cell, and stores each run.
 
 Rerunning a study skips every record already in the store; Optuna resumes from its SQLite
-storage beside the results. The training itself is harness.execute's.
+storage beside the results. The training itself is harness.execute's. A study whose seeds
+allow more than its first wave (max_evaluate) then adds waves of evaluation seeds
+(harness.waves): each wave's plan goes into manifest.json before its seeds train, so a rerun
+finishes a wave as planned and plans the next one from the stored runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import optuna
 
-from harness import tuning
+from harness import evidence, tuning, waves
 from harness.audit import Findings
+from harness.axes import axes_of
 from harness.data import load_dataset
 from harness.display import Display
 from harness.errors import HarnessError
@@ -51,7 +57,7 @@ def check_inputs(study: Study, results: Results, display: Display) -> Context:
 
 def check_size(dataset, cell: Cell) -> None:
     """Every training subset must exist and hold each class at least once."""
-    for seed in {*cell.study.seeds.tune, *cell.study.seeds.evaluate}:
+    for seed in {*cell.study.seeds.tune, *cell.study.seeds.candidates}:  # added waves' seeds too
         rows = dataset.subset(cell.data_size, seed)  # raises if larger than the pool
         present = np.unique(dataset.labels[rows])
         if cell.data_size != ALL and len(present) < dataset.n_classes:
@@ -72,6 +78,8 @@ def run_study(study: Study, study_file: str, results: Results, display: Display)
             if cell not in finished:
                 run_cell(ctx, results, cell)
                 display.cell_done()
+        if waves.adaptive(ctx.cells):
+            run_waves(ctx, results)
         results.end_session()
     return results.records()
 
@@ -114,4 +122,39 @@ def tune_cell(ctx: Context, results: Results, cell: Cell) -> dict:
     return tuning.best_params(optuna_study)
 
 
-__all__ = ["check_inputs", "run_cell", "run_study", "start"]
+def run_waves(ctx: Context, results: Results) -> None:
+    """Added waves until a plan says stop: each planned from the stored runs (or read back when a
+    previous session stored it), written to the manifest, then trained."""
+    analysis, k = ctx.study.analysis, 1
+    while True:
+        plans = (results.manifest() or {}).get("waves", [])
+        if len(plans) < k:  # every earlier wave is finished: plan this one from the store
+            found = evidence.from_records(results.records(), results.splits(), axes_of(ctx.study), ctx.cells)
+            plans = plans + [waves.plan_next(found, ctx.cells, plans, analysis.alpha, analysis.smallest_effect)]
+            results.update_manifest(waves=plans)
+        plan = plans[k - 1]
+        ctx.display.log(waves.describe(plan))
+        if plan["stop"]:
+            return
+        train_wave(ctx, results, plan)
+        k += 1
+
+
+def train_wave(ctx: Context, results: Results, plan: dict) -> None:
+    """The planned seeds that have no record yet, with each cell's evaluation parameters."""
+    done, records = results.done(), results.records()
+    for cell in ctx.cells:
+        seeds = [s for s in plan["seeds"].get(cell.id, []) if (cell.id, "eval", s) not in done]
+        if not seeds:
+            continue
+        params = next(r.params for r in records if r.cell == cell.id and r.role == "eval")  # the first wave's
+        tuned = [r for r in records if r.cell == cell.id and r.role == "tune"]
+        ctx.display.start_cell(f"{cell.id} wave {plan['wave']}", len(seeds), 0)
+        for seed in seeds:
+            ctx.display.start_run(f"eval seed {seed}", cell.epochs)
+            record = dataclasses.replace(evaluation(ctx, cell, seed, params, tuned), wave=plan["wave"])
+            results.append(record)
+            ctx.display.run_done(record.status)
+
+
+__all__ = ["check_inputs", "run_cell", "run_study", "run_waves", "start", "train_wave"]

@@ -81,7 +81,10 @@ class ModelSpec:
 @dataclass(frozen=True)
 class SeedSpec:
     tune: tuple[int, ...] = (0,)  # seeds the Optuna trials train with (validation set only)
-    evaluate: tuple[int, ...] = (1, 2, 3)  # seeds the best parameters are run with, then tested
+    evaluate: tuple[int, ...] = (1, 2, 3)  # seeds the best parameters are run with, then tested: the first wave
+    max_evaluate: int = 0  # most evaluation seeds a cell may reach through added waves (0 = len(evaluate): none)
+    budget_minutes: float = 0.0  # training minutes the added waves may spend, all their cells together (0 = no
+    # limit but max_evaluate); cells whose seeds are the same table share one budget
 
     def check(self, key: str) -> str | None:
         for name in ("tune", "evaluate"):
@@ -90,7 +93,33 @@ class SeedSpec:
                 return f"{name}: expected distinct seeds"
         if not self.evaluate:
             return "evaluate: expected at least one seed"
+        if self.max_evaluate and self.max_evaluate < len(self.evaluate):
+            return f"max_evaluate: expected 0 (no added seeds) or at least len(evaluate) = {len(self.evaluate)}"
+        if self.adaptive and len(self.evaluate) < 2:
+            return ("max_evaluate: adding seeds needs at least 2 seeds in evaluate (the first wave estimates the "
+                    "seed variance the next waves are planned from)")
+        if self.budget_minutes < 0:
+            return "budget_minutes: expected >= 0"
+        if self.budget_minutes and not self.adaptive:
+            return "budget_minutes: only added waves spend it; expected max_evaluate > len(evaluate)"
         return None
+
+    @property
+    def cap(self) -> int:
+        """The most evaluation seeds a cell may reach."""
+        return max(self.max_evaluate, len(self.evaluate))
+
+    @property
+    def adaptive(self) -> bool:
+        return self.cap > len(self.evaluate)
+
+    @property
+    def candidates(self) -> tuple[int, ...]:
+        """Every evaluation seed a cell may run, in the order the waves add them: the first wave's, then
+        max(tune, evaluate) + 1, + 2, ... (never a tuning seed; the same numbers in every cell, so that the
+        cells' added runs stay paired by seed)."""
+        top = max((*self.tune, *self.evaluate))
+        return self.evaluate + tuple(range(top + 1, top + 1 + self.cap - len(self.evaluate)))
 
 
 @dataclass(frozen=True)

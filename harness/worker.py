@@ -20,10 +20,11 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from harness import execute, runner, tuning
+from harness import evidence, execute, runner, tuning, waves
+from harness.axes import axes_of
 from harness.display import Display
-from harness.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, redact, repair, \
-    retry_of, settled, survey
+from harness.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, plan_wave, \
+    redact, repair, retry_of, settled, survey
 from harness.errors import HarnessError
 from harness.grid import Cell
 from harness.records import RunRecord
@@ -86,10 +87,32 @@ def work(ctx: execute.Context, shared: Shared, options: Options) -> list[Slot]:
         states = {k: v for cell in shared.cells for role in ("tune", "eval")
                   for k, v in survey(shared, cell, role).items()}
         if settled(states):
+            if next_wave(ctx, shared, options):
+                continue
             return [slot for slot, state in states.items() if state.abandoned]
         if not repair(shared, states):  # waiting for others' trials: look again soon, then less often
             time.sleep(idle)
             idle = min(2 * idle, options.poll)
+
+
+def next_wave(ctx: execute.Context, shared: Shared, options: Options) -> bool:
+    """Every slot settled: plan the study's next added wave (one worker plans, the others wait for it);
+    whether it added slots to work on."""
+    known = len(shared.planned)
+    plans = shared.waves()
+    if len(plans) > known:  # another worker planned a wave meanwhile: its slots are not surveyed yet
+        return True
+    if not waves.adaptive(shared.cells) or (plans and plans[-1]["stop"]):
+        return False
+    analysis = shared.study.analysis
+
+    def make() -> dict:
+        found = evidence.from_records(done_records(shared), ctx.data.splits(), axes_of(shared.study), shared.cells)
+        return waves.plan_next(found, shared.cells, plans, analysis.alpha, analysis.smallest_effect)
+
+    plan = plan_wave(shared, len(plans) + 1, make, options.poll)
+    ctx.display.log(f"{worker_id()}: {waves.describe(plan)}")
+    return not plan["stop"]
 
 
 def run_unit(ctx: execute.Context, shared: Shared, unit: Unit, options: Options) -> None:
@@ -125,7 +148,8 @@ def train(ctx: execute.Context, shared: Shared, unit: Unit) -> RunRecord:
     params = eval_params(shared, cell)
     tuned = [own(t, "result") for t in shared.optuna_study(cell, "tune").get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,))]
-    return execute.evaluation(ctx, cell, unit.slot.index, params, [RunRecord.from_dict(r) for r in tuned if r])
+    record = execute.evaluation(ctx, cell, unit.slot.index, params, [RunRecord.from_dict(r) for r in tuned if r])
+    return dataclasses.replace(record, wave=shared.wave_of(cell, unit.slot.index))
 
 
 def eval_params(shared: Shared, cell: Cell) -> dict:
@@ -139,7 +163,8 @@ def eval_params(shared: Shared, cell: Cell) -> dict:
 # --- results ---------------------------------------------------------------------------------
 
 def done_records(shared: Shared) -> list[RunRecord]:
-    """Every done unit's record, in grid order: tuning slots, then evaluation seeds."""
+    """Every done unit's record, in grid order: tuning slots, then evaluation seeds (added waves' too)."""
+    shared.waves()
     records = []
     for cell in shared.cells:
         for role in ("tune", "eval"):
@@ -158,8 +183,8 @@ def export(shared: Shared, results: Results, storage: str) -> int:
         for record in new:
             results.append(record)
         workers = sorted(shared.plan_study().user_attrs.items())
-        results.update_manifest(storage=redact(storage),
-                                workers=[v for k, v in workers if k.startswith("worker:")])
+        results.update_manifest(storage=redact(storage), workers=[v for k, v in workers if k.startswith("worker:")],
+                                **({"waves": shared.waves()} if shared.waves() else {}))
     return len(new)
 
 

@@ -24,13 +24,16 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import optuna
 import pytest
 
-from harness import distributed, tuning, worker
+from harness import distributed, evidence, tuning, waves, worker
+from harness.axes import axes_of
 from harness.display import Display
 from harness.errors import HarnessError
 from harness.grid import expand
@@ -114,13 +117,27 @@ def storage_url(request, tmp_path):
 
 # --- stub workers: the real claiming and retrying, training replaced -------------------------
 
-def stub_worker(url: str, log: Path, hang: bool) -> None:
+# the stub's test set: 120 examples in 24 reviews, labels alternating
+STUB_SPLITS = {"test_labels": "01" * 60, "test_groups": [str(i // 5) for i in range(120)]}
+
+
+def stub_test(cell_id: str, seed: int) -> dict:
+    """A run's test predictions, a function of its cell and seed: every worker makes up the same ones."""
+    rng = np.random.default_rng([zlib.crc32(cell_id.encode()), seed])
+    p = 0.7 + 0.05 * (zlib.crc32(cell_id.encode()) % 3) + rng.normal(0, 0.02)
+    right = rng.random(120) < p
+    labels = STUB_SPLITS["test_labels"]
+    pred = "".join(lab if ok else str(1 - int(lab)) for lab, ok in zip(labels, right))
+    return {"pred": pred, "accuracy": float(right.mean()), "f1": float(right.mean())}
+
+
+def stub_worker(url: str, log: Path, hang: bool, overrides: tuple = ()) -> None:
     """A worker whose 'training' writes one line per unit it starts; ``hang``: stop in the first one."""
-    study = load_study(SMOKE)
+    study = load_study(SMOKE, list(overrides))
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
     options = worker.Options(url, HEARTBEAT, GRACE, poll=0.2)
     ctx = SimpleNamespace(display=Display(enabled=False), device=__import__("torch").device("cpu"), depths={},
-                          cells=[])
+                          cells=[], data=SimpleNamespace(splits=lambda: STUB_SPLITS))
 
     def train(ctx, shared, unit):
         slot = unit.slot
@@ -135,16 +152,18 @@ def stub_worker(url: str, log: Path, hang: bool) -> None:
             params = tuning.suggest(unit.trial, study.search)
             return dataclasses.replace(record, trial=unit.trial.number, params=params, objective=params["lr"])
         assert distributed.settled(distributed.survey(shared, slot.cell, "tune"))  # evaluation waits for tuning
-        return dataclasses.replace(record, seed=slot.index, params=worker.eval_params(shared, slot.cell))
+        return dataclasses.replace(record, seed=slot.index, params=worker.eval_params(shared, slot.cell),
+                                   test=stub_test(slot.cell.id, slot.index),
+                                   wave=shared.wave_of(slot.cell, slot.index))
 
     worker.train = train
     worker.stop_on_sigterm()
     worker.work(ctx, shared, options)
 
 
-def start_stubs(url: str, log: Path, n: int, hang: bool = False) -> list:
+def start_stubs(url: str, log: Path, n: int, hang: bool = False, overrides: tuple = ()) -> list:
     fork = multiprocessing.get_context("fork")
-    workers = [fork.Process(target=stub_worker, args=(url, log, hang and i == 0)) for i in range(n)]
+    workers = [fork.Process(target=stub_worker, args=(url, log, hang and i == 0, overrides)) for i in range(n)]
     for w in workers:
         w.start()
     return workers
@@ -159,8 +178,8 @@ def all_slots(study) -> list[tuple]:
             for i in (range(study.search.trials) if role == "tune" else study.seeds.evaluate)]
 
 
-def export(url: str, results: Path) -> list[dict]:
-    study = load_study(SMOKE)
+def export(url: str, results: Path, overrides: tuple = ()) -> list[dict]:
+    study = load_study(SMOKE, list(overrides))
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
     worker.export(shared, Results(results), url)
     worker.export(shared, Results(results), url)  # twice: nothing added the second time
@@ -225,6 +244,45 @@ def test_a_killed_workers_trial_is_retried_by_the_others_and_never_stored(storag
     assert dead.state == optuna.trial.TrialState.FAIL and distributed.own(dead, "result") is None
     assert any(distributed.retry_of(t) == killed[3] for t in trials)
     assert bool(distributed.own(dead, "interrupted")) == (stop == signal.SIGTERM)  # SIGTERM: failed at once
+
+
+ADAPTIVE = ("seeds.max_evaluate=5", "analysis.smallest_effect=0.05")  # 2 seeds, then up to 5
+
+
+def test_workers_plan_each_added_wave_once_and_train_its_seeds(storage_url, tmp_path):
+    """Three stub workers on an adaptive study: once every slot is settled, one worker plans the next
+    wave and enqueues its evaluation seeds; all of them train those; the plan is the one the records give."""
+    url, log = storage_url, tmp_path / "started.jsonl"
+    for w in start_stubs(url, log, 3, overrides=ADAPTIVE):
+        w.join(120)
+        assert w.exitcode == 0
+    study = load_study(SMOKE, list(ADAPTIVE))
+    shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
+    plans = shared.waves()
+    assert len(plans) >= 2 and plans[-1]["stop"] and not plans[0]["stop"]
+    added = sorted((cell, s) for p in plans for cell, seeds in p["seeds"].items() for s in seeds)
+    started = sorted(tuple(u[:3]) for u in units_started(log))
+    assert started == sorted(all_slots(study) + [(cell, "eval", s) for cell, s in added])  # each once
+    records = export(url, tmp_path / "results", overrides=ADAPTIVE)
+    assert sorted((r["cell"], r["seed"]) for r in records if r["role"] == "eval" and r["wave"] >= 1) == added
+    assert json.loads((tmp_path / "results" / "manifest.json").read_text())["waves"] == plans
+    first = [RunRecord.from_dict(r) for r in records if r["role"] == "tune" or r["wave"] == 0]
+    found = evidence.from_records(first, STUB_SPLITS, axes_of(study), expand(study))
+    assert plans[0] == waves.plan_next(found, expand(study), [], study.analysis.alpha, study.analysis.smallest_effect)
+
+
+def test_a_wave_whose_planner_died_is_planned_by_a_waiter(tmp_path):
+    """The planner won the wave's create_study and died: a waiter stores the plan after the grace period,
+    and repair enqueues the slots it names."""
+    study = load_study(SMOKE, list(ADAPTIVE))
+    shared = distributed.Shared(study, distributed.open_storage(f"journal://{tmp_path / 'j.log'}", 1, 2), 1)
+    optuna.create_study(storage=shared.storage, study_name=f"{shared.prefix}#wave1")  # and no plan after it
+    cell = expand(study)[0]
+    plan = {"wave": 1, "seeds": {cell.id: [3, 4]}, "stop": False}
+    assert distributed.plan_wave(shared, 1, lambda: plan, poll=0.1) == plan == shared.waves()[0]
+    states = distributed.survey(shared, cell, "eval")
+    assert [s.index for s in states] == [1, 2, 3, 4] and shared.wave_of(cell, 4) == 1
+    assert distributed.repair(shared, states) == 4  # no trial for any of them yet: all enqueued
 
 
 def pop_and_die(url: str) -> None:

@@ -65,6 +65,13 @@ def test_defaults_follow_the_mlu_review_schema(tmp_path):
     ('[grid.vary]\n"train.optimizer" = ["sgd", "sgd"]\n', "grid.vary.train.optimizer"),
     ('[[grid]]\nepochs = [1]\n[[grid]]\nepochs = [0]\n', "grid[1].epochs"),
     ('[[grid]]\nepochs = [1]\n[grid.seeds]\nevaluate = []\n', "grid.seeds.evaluate"),
+    ('[seeds]\nevaluate = [1, 2, 3]\nmax_evaluate = 2\n', "seeds.max_evaluate"),
+    ('[seeds]\nmax_evaluate = -1\n', "seeds.max_evaluate"),
+    ('[seeds]\nevaluate = [1]\nmax_evaluate = 4\n', "seeds.max_evaluate"),
+    ('[seeds]\nmax_evaluate = 6\nbudget_minutes = -1\n', "seeds.budget_minutes"),
+    ('[seeds]\nbudget_minutes = 10\n', "seeds.budget_minutes"),
+    ('[seeds]\nmax_evaluate = 6.5\n', "seeds.max_evaluate"),
+    ('[[grid]]\nepochs = [1]\n[grid.seeds]\nmax_evaluate = 1\n', "grid.seeds.max_evaluate"),
     ('[analysis]\nsmallest_effect = 0\n', "analysis.smallest_effect"),
     ('colour = "red"\n', "colour"),
     ('[grid]\nepochs = [true]\n', "grid.epochs"),
@@ -113,3 +120,24 @@ def test_a_grid_override_applies_to_every_block(tmp_path):
     path = write(tmp_path, MINIMAL + '[[grid]]\nepochs = [3]\n[[grid]]\nepochs = [5]\nfreeze = [0]\n')
     study = load_study(path, ["grid.epochs=[1]"])
     assert [g.epochs for g in study.grid] == [(1,), (1,)]
+
+
+@pytest.mark.parametrize("seeds, cap, candidates", [
+    ('tune = [0]\nevaluate = [1, 2, 3]\n', 3, (1, 2, 3)),  # no max_evaluate: the first wave only
+    ('tune = [0]\nevaluate = [1, 2, 3]\nmax_evaluate = 3\n', 3, (1, 2, 3)),
+    ('tune = [0]\nevaluate = [1, 2, 3]\nmax_evaluate = 6\nbudget_minutes = 30\n', 6, (1, 2, 3, 4, 5, 6)),
+    ('tune = [9]\nevaluate = [1, 2]\nmax_evaluate = 4\n', 4, (1, 2, 10, 11)),  # never a tuning seed
+    ('tune = [1]\nevaluate = [1, 5]\nmax_evaluate = 3\n', 3, (1, 5, 6)),
+])
+def test_added_seeds_follow_the_largest_seed_used(tmp_path, seeds, cap, candidates):
+    study = load_study(write(tmp_path, MINIMAL + "[seeds]\n" + seeds))
+    assert study.seeds.cap == cap and study.seeds.candidates == candidates
+    assert study.seeds.adaptive == (cap > len(study.seeds.evaluate))
+    assert not set(candidates[len(study.seeds.evaluate):]) & set(study.seeds.tune)
+
+
+def test_adding_seeds_keeps_the_fingerprint_of_a_study_that_adds_none(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    base = load_study(path).fingerprint()
+    assert load_study(path, ["seeds.max_evaluate=0"]).fingerprint() == base
+    assert load_study(path, ["seeds.max_evaluate=6"]).fingerprint() != base

@@ -16,7 +16,7 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.evidence import gather
-from harness.report import answers, calibration, cells, effects, gallery, lab, overfitting, provenance, tuning
+from harness.report import answers, calibration, cells, effects, gallery, lab, overfitting, provenance, seeds, tuning
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 
@@ -30,9 +30,11 @@ def build(stored: Stored) -> dict:
     ev = gather(stored.records, stored.splits, stored.axes)
     runs = run_frame(stored)
     metrics = ["accuracy", "macro-F1"] + (["ROC-AUC"] if stored.binary and ev.source == "test" else [])
+    sequential = seeds.compute(stored)
     estimates = [effects.estimate(stored, ev, m) for m in metrics]
+    estimates[0] = seeds.apply(estimates[0], sequential)  # an adaptive study's verdicts come from its looks
     summary = cells.summary(stored, runs, estimates)
-    parts = {"evidence": ev, "runs": runs, "estimates": estimates, "accuracy": estimates[0], "summary": summary,
+    parts = {"sequential": sequential, "evidence": ev, "runs": runs, "estimates": estimates, "accuracy": estimates[0], "summary": summary,
              "baseline": cells.baseline(stored, ev), "overfitting": overfitting.compute(stored),
              "curves": overfitting.curves(stored), "calibration": calibration.compute(stored, ev),
              "tuning": tuning.compute(stored)}
@@ -52,6 +54,7 @@ def render(stored: Stored, parts: dict, drawn: dict) -> str:
     lines += gallery.render(drawn)
     lines += tuning.render(stored, parts["tuning"], parts["summary"])
     lines += lab.render(stored, parts["lab"])
+    lines += seeds.render(stored, parts["sequential"])
     lines += provenance.methods(stored, {m.metric: m.note for m in parts["estimates"]})
     lines += provenance.provenance(stored)
     lines += cells.render_runs(stored, parts["runs"])

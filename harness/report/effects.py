@@ -52,7 +52,7 @@ def estimate(stored: Stored, ev: Evidence, metric: str = "accuracy") -> MetricEs
 
 def _positive_probs(stored: Stored, ev: Evidence) -> np.ndarray:
     out = np.full(ev.Y.shape, np.nan)
-    cell_ids, seeds = list(ev.cells["cell"]), ev.seeds
+    cell_ids, seeds = list(ev.cells["cell"]), list(ev.seeds)
     for r in stored.evals:
         if r.cell in cell_ids and r.seed in seeds and r.test.get("prob"):
             c, s = cell_ids.index(r.cell), seeds.index(r.seed)
