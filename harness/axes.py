@@ -55,16 +55,25 @@ def axes_of(study: Study) -> list[Axis]:
         levels = _union(getattr(block, key) for block in study.grid)
         axis = Axis(column, short, title, question, step, plot, ())
         out.append(Axis(column, short, title, question, step, plot, tuple(sorted(levels, key=axis.order))))
+    if any(block.fixed for block in study.grid):  # blocks with settings of their own: cells carry the block
+        names = tuple(block_name(study, i) for i in range(len(study.grid)))
+        out.append(Axis("grid", "grid", "grid block", "Did the grid blocks' own settings matter?",
+                        "the next grid block's settings", "category", names))
     varied = {}
     for block in study.grid:
         for name, values in block.vary:
             varied.setdefault(name, []).extend(v for v in values if v not in varied.get(name, []))
     shorts = [name.rpartition(".")[2] for name in varied]
     for name, short in zip(varied, shorts):
-        short = short if shorts.count(short) == 1 and short not in ("n", "ep", "freeze") else name
+        short = short if shorts.count(short) == 1 and short not in ("n", "ep", "freeze", "grid") else name
         out.append(Axis(name, short, name, f"Did {name} matter?", f"the next value of {name}", "category",
                         tuple(varied[name])))
     return out
+
+
+def block_name(study: Study, index: int) -> str:
+    """A grid block's name in cell ids: its own, else its position (1, 2, ...)."""
+    return study.grid[index].name or str(index + 1)
 
 
 def _union(lists) -> list:

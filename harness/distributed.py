@@ -239,7 +239,9 @@ def plan(shared: Shared, poll: float) -> None:
     for cell in shared.cells:
         for role in ("tune", "eval"):
             for slot in shared.slots(cell, role):
-                shared.optuna_study(cell, role).enqueue_trial({}, user_attrs={"slot": slot.index})
+                start = tuning.start_point(cell.study.search, cell.study.seeds.tune[0], slot.index, cell.id) \
+                    if role == "tune" and cell.study.seeds.tune else None  # the space-filling start-up points
+                shared.optuna_study(cell, role).enqueue_trial(start or {}, user_attrs={"slot": slot.index})
     shared.plan_study().set_user_attr("planned", True)
 
 

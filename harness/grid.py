@@ -7,8 +7,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.axes import Axis, axes_of, cell_id, sort_key
-from harness.study import GridSpec, Study, with_values
+from harness.axes import Axis, axes_of, block_name, cell_id, sort_key
+from harness.study import Study, with_values
 
 
 @dataclass(frozen=True)
@@ -46,22 +46,25 @@ def expand(study: Study) -> list[Cell]:
     """
     axes = axes_of(study)
     cells: dict[str, Cell] = {}
-    for block in study.grid:
-        for cell in _block_cells(study, block, axes):
+    for i, block in enumerate(study.grid):
+        for cell in _block_cells(study, i, axes):
             known = cells.setdefault(cell.id, cell)
             if known.study.seeds != cell.study.seeds:
                 raise ValueError(f"cell {cell.id} is in two grid blocks with different seeds; give it one")
     return sorted(cells.values(), key=lambda c: sort_key(axes, dict(c.values)))
 
 
-def _block_cells(study: Study, block: GridSpec, axes: list[Axis]) -> list[Cell]:
+def _block_cells(study: Study, index: int, axes: list[Axis]) -> list[Cell]:
+    block = study.grid[index]
     base = study if block.seeds is None else dataclasses.replace(study, seeds=block.seeds)
+    base = with_values(base, dict(block.fixed))
     vary = dict(block.vary)
-    names = [a.column for a in axes[3:]]
-    choices = [vary.get(name, (_current(study, name),)) for name in names]
+    names = [a.column for a in axes[3:] if a.column != "grid"]
+    own = {"grid": block_name(study, index)} if any(a.column == "grid" for a in axes) else {}
+    choices = [vary.get(name, (_current(base, name),)) for name in names]
     out = []
     for n, e, f, *rest in itertools.product(block.data_sizes, block.epochs, block.freeze, *choices):
-        values = {"data_size": n, "epochs": e, "freeze": f} | dict(zip(names, rest))
+        values = {"data_size": n, "epochs": e, "freeze": f} | own | dict(zip(names, rest))
         out.append(Cell(cell_id(axes, values), tuple(values.items()), with_values(base, dict(zip(names, rest)))))
     return out
 

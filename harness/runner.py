@@ -110,7 +110,7 @@ def tune_cell(ctx: Context, results: Results, cell: Cell) -> dict:
     optuna_study = tuning.open_study(results.optuna_url, cell.id, search, cell.study.train, cell.epochs, seed)
     tuning.recover(optuna_study, recorded)
     while tuning.n_finished(optuna_study) < search.trials and tuning.n_failed(optuna_study) < search.trials:
-        trial = tuning.ask(optuna_study, search, seed)  # same draws after a resume
+        trial = tuning.ask(optuna_study, search, seed, cell.id)  # same draws after a resume
         record = run_trial(ctx, cell, trial)
         results.append(record)  # stored first: a crash before tell() is settled by recover()
         tuning.settle(optuna_study, trial.number, record)

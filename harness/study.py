@@ -132,6 +132,9 @@ class GridSpec:
     # more axes, any model/search/train key: (("train.optimizer", ("sgd", "adamw")), ...)
     vary: tuple[tuple[str, tuple], ...] = ()
     seeds: SeedSpec | None = None  # this grid's own seeds (None: the study's [seeds])
+    name: str = ""  # the block's name; with fixed settings its cells carry it (grid=NAME)
+    # settings of this block alone, not compared within it: (("train.optimizer", "sgd"), ...)
+    fixed: tuple[tuple[str, Any], ...] = ()
 
     def check(self, key: str) -> str | None:
         for name in ("data_sizes", "epochs", "freeze"):
@@ -149,6 +152,12 @@ class GridSpec:
         for name, values in self.vary:
             if not values or len(set(map(repr, values))) != len(values):
                 return f"vary.{name}: expected a list of distinct values"
+        if self.name and not all(c.isalnum() or c in "-_." for c in self.name):
+            return "name: expected letters, digits, '-', '_' or '.'"
+        if self.fixed and not self.name:
+            return "name: a block with [grid.fixed] settings needs a name (its cells carry it)"
+        if set(dict(self.fixed)) & set(dict(self.vary)):
+            return f"fixed.{sorted(set(dict(self.fixed)) & set(dict(self.vary)))[0]}: both fixed and varied"
         return None
 
 
@@ -249,6 +258,9 @@ class Study:
     def check(self, key: str) -> str | None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             return "name: expected letters, digits, '-', '_' or '.'"
+        names = [b.name for b in self.grid if b.name]
+        if len(set(names)) != len(names):
+            return "grid: expected distinct block names"
         for i, block in enumerate(self.grid):
             where = "grid" if len(self.grid) == 1 else f"grid[{i}]"
             problem = self._check_vary(block, where) or self._check_seeds(block, where)
@@ -257,16 +269,17 @@ class Study:
         return None
 
     def _check_vary(self, block: GridSpec, where: str) -> str | None:
-        for name, values in block.vary:
-            for value in values:
-                problem = vary_section(self, name, value).check("")
-                if problem:
-                    return f"{where}.vary.{name}: value {value!r}: {problem.partition(': ')[2]}"
+        settings = [(f"vary.{n}", n, v) for n, values in block.vary for v in values] + \
+            [(f"fixed.{n}", n, v) for n, v in block.fixed]
+        for key, name, value in settings:
+            problem = vary_section(self, name, value).check("")
+            if problem:
+                return f"{where}.{key}: value {value!r}: {problem.partition(': ')[2]}"
         return None
 
     def _check_seeds(self, block: GridSpec, where: str) -> str | None:
         seeds = block.seeds or self.seeds
-        trials = dict(block.vary).get("search.trials", (self.search.trials,))
+        trials = dict(block.vary).get("search.trials", (dict(block.fixed).get("search.trials", self.search.trials),))
         if any(t > 0 for t in trials) and not seeds.tune:
             return (f"{where + '.seeds' if block.seeds else 'seeds'}.tune: expected at least one seed "
                     "(search.trials > 0 trains Optuna trials with them)")
@@ -277,6 +290,7 @@ class Study:
         out = dataclasses.asdict(self)
         for block in out["grid"]:
             block["vary"] = {name: values for name, values in block["vary"]}
+            block["fixed"] = {name: value for name, value in block["fixed"]}
             if block["seeds"] is None:
                 del block["seeds"]
         return _lists(out)
@@ -405,6 +419,10 @@ def _field(hint: Any, value: Any, where: str, key: str) -> Any:
                      for i, b in enumerate(blocks))
     if key.endswith("vary"):
         return _vary(value, where, key)
+    if key.endswith("fixed"):  # a vary table of single values
+        if not isinstance(value, dict):
+            raise StudyError(where, key, "expected a table of study keys, e.g. \"train.optimizer\" = \"sgd\"")
+        return tuple((n, v[0]) for n, v in _vary({k: [x] for k, x in value.items()}, where, key))
     args = typing.get_args(hint)
     if type(None) in args and any(dataclasses.is_dataclass(a) for a in args):  # an optional section
         return build(next(a for a in args if dataclasses.is_dataclass(a)), value, where, key + ".")
@@ -412,7 +430,7 @@ def _field(hint: Any, value: Any, where: str, key: str) -> Any:
 
 
 def _vary(raw: Any, where: str, key: str) -> tuple[tuple[str, tuple], ...]:
-    """``[grid.vary]``: study key -> list of values, each typed like the key it sets."""
+    """``[grid.vary]``: study key -> list of values, each typed like the key it sets (``[grid.fixed]`` too)."""
     if not isinstance(raw, dict):
         raise StudyError(where, key, "expected a table of study keys, e.g. \"train.optimizer\" = [\"sgd\", \"adamw\"]")
     out = []

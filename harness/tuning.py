@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import zlib
+
 import numpy as np
 import optuna
+from scipy.stats import qmc
 
 from harness.records import RunRecord
 from harness.study import SearchSpec, TrainSpec
@@ -35,26 +38,52 @@ def open_study(storage: str, name: str, search: SearchSpec, train: TrainSpec, ma
                                direction=direction, load_if_exists=True)
 
 
-def make_sampler(search: SearchSpec, seed: int, draw: int) -> optuna.samplers.BaseSampler:
-    """The sampler for the ``draw``-th drawn trial, seeded from (seed, draw)."""
-    draw_seed = int(np.random.SeedSequence([seed, draw]).generate_state(1)[0])
+def startup(search: SearchSpec) -> int:
+    """TPE's start-up trials: half the budget, rounded up (its default 10 would swallow a small budget whole)."""
+    return max(1, -(-search.trials // 2))
+
+
+def make_sampler(search: SearchSpec, seed: int, draw: int, salt: str = "") -> optuna.samplers.BaseSampler:
+    """The sampler for the ``draw``-th drawn trial, seeded from (seed, the cell, draw)."""
+    draw_seed = int(np.random.SeedSequence([seed, zlib.crc32(salt.encode()), draw]).generate_state(1)[0])
     if search.sampler == "random":
         return optuna.samplers.RandomSampler(seed=draw_seed)
-    # TPE's default 10 random start-up trials would swallow a small budget whole
-    return optuna.samplers.TPESampler(seed=draw_seed, n_startup_trials=max(1, search.trials // 2))
+    return optuna.samplers.TPESampler(seed=draw_seed, n_startup_trials=startup(search))
 
 
-def ask(study: optuna.Study, search: SearchSpec, seed: int) -> optuna.Trial:
-    """The next trial: a queued retry, or new parameters from a sampler seeded for this draw.
+def start_point(search: SearchSpec, seed: int, draw: int, salt: str = "") -> dict | None:
+    """TPE's ``draw``-th start-up trial as a point of a Latin hypercube over the search space, or None.
+
+    Random start-up points of a 2-4 trial budget often land close together and leave a batch
+    size untried; a Latin hypercube (McKay, Beckman & Conover 1979; scipy.stats.qmc) puts each
+    of the n start-up points in its own n-th of every range: the learning rate's log range and
+    the batch sizes. Seeded per cell, so that cells do not all try the same points.
+    """
+    n = startup(search)
+    if search.sampler != "tpe" or draw >= n:
+        return None
+    cell_seed = int(np.random.SeedSequence([seed, zlib.crc32(salt.encode())]).generate_state(1)[0])
+    u = qmc.LatinHypercube(d=2, seed=cell_seed).random(n)[draw]
+    low, high = np.log(search.lr[0]), np.log(search.lr[1])
+    return {"lr": float(np.exp(low + u[0] * (high - low))),
+            "batch_size": search.batch_size[min(int(u[1] * len(search.batch_size)), len(search.batch_size) - 1)]}
+
+
+def ask(study: optuna.Study, search: SearchSpec, seed: int, salt: str = "") -> optuna.Trial:
+    """The next trial: a queued retry, a space-filling start-up point, or a sampler's draw.
 
     Optuna keeps a sampler's random state in memory only, so a process that resumes
     a study would draw other parameters than an uninterrupted one. A sampler seeded
-    afresh for each draw, from (seed, number of earlier draws), makes the k-th drawn
-    trial the same either way; the history it conditions on (finished trials) is the
+    afresh for each draw, from (seed, the cell, number of earlier draws), makes the k-th
+    drawn trial the same either way; the history it conditions on (finished trials) is the
     same too, because an interrupted trial is failed and its retry is queued, not drawn.
     """
     draws = sum(1 for t in study.get_trials(deepcopy=False) if t.params and "retry_of" not in t.user_attrs)
-    study.sampler = make_sampler(search, seed, draws)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    point = start_point(search, seed, draws, salt)
+    if point is not None and not waiting:
+        study.enqueue_trial(point, user_attrs={"start_point": draws})
+    study.sampler = make_sampler(search, seed, draws, salt)
     return study.ask()
 
 

@@ -143,7 +143,7 @@ def run_unit(ctx: execute.Context, shared: Shared, unit: Unit, options: Options)
 def train(ctx: execute.Context, shared: Shared, unit: Unit) -> RunRecord:
     cell = unit.slot.cell
     if unit.slot.role == "tune":  # sampler seeded per slot: a slot's draw does not depend on who runs it
-        unit.study.sampler = tuning.make_sampler(cell.study.search, cell.study.seeds.tune[0], unit.slot.index)
+        unit.study.sampler = tuning.make_sampler(cell.study.search, cell.study.seeds.tune[0], unit.slot.index, cell.id)
         return execute.run_trial(ctx, cell, unit.trial)
     params = eval_params(shared, cell)
     tuned = [own(t, "result") for t in shared.optuna_study(cell, "tune").get_trials(

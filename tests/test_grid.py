@@ -6,14 +6,24 @@ from harness.grid import expand
 from harness.study import load_study
 
 
-def test_default_grid_is_the_full_product():
+def test_default_grid_is_the_union_of_its_blocks():
     study = load_study(Path(__file__).parents[1] / "studies/default.toml")
     cells = expand(study)
-    g = study.grid[0]
-    assert len(cells) == len(g.data_sizes) * len(g.epochs) * len(g.freeze)
     assert len({c.id for c in cells}) == len(cells)
-    assert {(c.data_size, c.epochs, c.freeze) for c in cells} == {
-        (n, e, f) for n in g.data_sizes for e in g.epochs for f in g.freeze}
+    for block in study.grid:
+        mine = {(c.data_size, c.epochs, c.freeze) for c in cells if c["grid"] == block.name}
+        assert mine == {(n, e, f) for n in block.data_sizes for e in block.epochs for f in block.freeze}
+    lab = next(c for c in cells if c["grid"] == "lab")
+    assert (lab.study.train.optimizer, lab.study.train.patience, lab.study.seeds.cap) == ("sgd", 20, 20)
+
+
+def test_a_block_with_settings_of_its_own_names_its_cells(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\n[[grid]]\nname = "a"\nepochs = [3]\n[grid.fixed]\n"train.optimizer" = "sgd"\n'
+                    '[[grid]]\nepochs = [3]\n')
+    cells = expand(load_study(path))
+    assert [(c.id, c.study.train.optimizer) for c in cells] == [
+        ("n=500|ep=3|freeze=all|grid=a", "sgd"), ("n=500|ep=3|freeze=all|grid=2", "adamw")]
 
 
 def test_frozen_and_small_cells_come_first(tmp_path):

@@ -26,11 +26,15 @@ def test_every_shipped_study_loads(path):
 
 
 def test_default_study_meets_the_design_card():
+    """The lab's questions: every data size up to the pool, 20 epochs classifier-only with 10 seeds or more,
+    and unfreezing (classifier only, top 2 blocks, full) with adaptive seeds."""
     study = load_study(Path(__file__).parents[1] / "studies/default.toml")
-    grid = study.grid[0]
-    assert len(grid.data_sizes) >= 3 and len(grid.epochs) >= 2
-    assert "all" in grid.freeze and 0 in grid.freeze and len(grid.freeze) >= 3
-    assert len(study.seeds.evaluate) >= 3 and study.search.trials >= 4
+    lab, finetune = study.grid
+    assert lab.name == "lab" and "all" in lab.data_sizes and len(lab.data_sizes) >= 4 and 20 in lab.epochs
+    assert dict(lab.fixed)["train.optimizer"] == "sgd" and dict(lab.fixed)["train.schedule"] == "constant"
+    assert len(lab.seeds.evaluate) >= 10 and lab.freeze == ("all",)
+    assert {"all", 0} <= set(finetune.freeze) and len(finetune.freeze) >= 3 and len(finetune.data_sizes) >= 3
+    assert finetune.seeds.adaptive and lab.seeds.adaptive and study.search.trials >= 2
 
 
 def test_defaults_follow_the_mlu_review_schema(tmp_path):
