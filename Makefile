@@ -1,12 +1,16 @@
+# make install   - .venv with everything the harness, its tests and its benchmark need
 # make test      - the test suite (CPU, offline after the first install)
 # make ablation  - run studies/default.toml and write results/default/report.md
+# make ablation STUDY=studies/X.toml ARGS="--set search.trials=8" - another study, more options
 # make ablation WORKERS=N - the same with N local worker processes sharing the study (one GPU each);
 #                  the storage is results/<study>/journal.log, or $HARNESS_STORAGE (e.g. postgresql://...)
+# make report    - the report of STUDY again, from the store only
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STUDY  ?= studies/default.toml
 WORKERS ?=
+ARGS ?=
 
 .PHONY: install test ablation report bench clean
 
@@ -23,9 +27,9 @@ test: install
 
 ablation: install
 ifeq ($(WORKERS),)
-	$(PY) -m harness run $(STUDY)
+	$(PY) -m harness run $(STUDY) $(ARGS)
 else
-	$(PY) -m harness worker $(STUDY) --processes $(WORKERS)
+	$(PY) -m harness worker $(STUDY) --processes $(WORKERS) $(ARGS)
 endif
 
 report: install

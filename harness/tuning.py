@@ -135,10 +135,15 @@ def settle(study: optuna.Study, number: int, record: RunRecord) -> None:
 
 
 def outcome(record: RunRecord) -> tuple[optuna.trial.TrialState, float | None]:
-    """The Optuna state (and objective) that a tuning record stands for."""
-    if record.status == "pruned":
+    """The Optuna state (and objective) that a tuning record stands for.
+
+    A trial that collapsed to one class (judged on validation) counts as pruned: a finished
+    trial that the sampler sees as a poor one and that can never be chosen as the best, even
+    when the other trials did worse than always answering the majority class.
+    """
+    if record.status in ("pruned", "collapsed"):  # a model of one class is never the best parameters
         return optuna.trial.TrialState.PRUNED, None
-    if record.status in ("ok", "collapsed") and record.objective is not None:
+    if record.status == "ok" and record.objective is not None:
         return optuna.trial.TrialState.COMPLETE, record.objective
     return optuna.trial.TrialState.FAIL, None
 

@@ -120,7 +120,7 @@ def record(status: str, objective_value: float | None = None) -> RunRecord:
 @pytest.mark.parametrize("stored, state, requeued", [
     (None, optuna.trial.TrialState.FAIL, True),  # killed mid-trial: failed, and retried once
     (record("ok", 0.7), optuna.trial.TrialState.COMPLETE, False),  # killed between store and tell
-    (record("collapsed", 0.5), optuna.trial.TrialState.COMPLETE, False),
+    (record("collapsed", 0.5), optuna.trial.TrialState.PRUNED, False),  # never the best parameters
     (record("pruned"), optuna.trial.TrialState.PRUNED, False),
     (record("diverged"), optuna.trial.TrialState.FAIL, False),
     (record("failed"), optuna.trial.TrialState.FAIL, False),

@@ -53,18 +53,22 @@ def _step(axis, r) -> str:
 
 
 def interaction_sentences(stored: Stored, m: MetricEstimates) -> list[str]:
-    inter, table = m.grid.interactions, m.grid.answers
-    out = []
-    for r in inter[inter["detected"]].itertuples() if not inter.empty else []:
-        for axis, by in ((r.axis_a, r.axis_b), (r.axis_b, r.axis_a)):
-            rows = table[(table["axis"] == axis) & table["context"].str.startswith(f"{by}=")]
-            if rows.empty:
-                continue
-            per = "; ".join(f"{row.context}: {row.level_a} → {row.level_b} {effect(row.estimate, row.lo_sim, row.hi_sim)}, "
-                            f"{row.verdict.split(':')[0]}" for row in rows.itertuples())
-            out.append(f"**Does the effect of {axis} depend on {by}?** Yes (interaction F = {r.F:.2f}, p (Holm) = "
-                       f"{pval(r.p_holm)}): {per}.")
-    return out
+    """One sentence for every detected interaction; the steps per level are in section 2."""
+    inter = m.grid.interactions
+    found = inter[inter["detected"]] if not inter.empty else inter
+    if found.empty:
+        tested = inter[inter["df1"] > 0] if not inter.empty else inter
+        return [f"**Does one axis's effect depend on another's level?** No interaction detected "
+                f"({len(tested)} pairs of axes tested, Holm)."] if len(tested) else []
+    pairs = "; ".join(f"{r.axis_a} × {r.axis_b} (F = {r.F:.2f}, Holm-corrected p {_p(r.p_holm)})"
+                      for r in found.itertuples())
+    return [f"**Does one axis's effect depend on another's level?** Yes: {pairs}. The averages above hide "
+            "that: section 2 gives each of these steps at every level of the other axis."]
+
+
+def _p(p: float) -> str:
+    text = pval(p)
+    return text.replace("<", "< ") if text.startswith("<") else f"= {text}"
 
 
 def metrics_sentence(stored: Stored, parts: dict) -> str:

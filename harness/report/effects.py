@@ -114,6 +114,7 @@ def _family(m: MetricEstimates, which: str, title: str, note: str = "") -> list[
 
 def _interactions(m: MetricEstimates) -> list[str]:
     table = m.grid.interactions
+    table = table[table["df1"] > 0] if not table.empty else table  # pairs that never vary together: nothing to test
     if table.empty:
         return []
     rows = [[f"{r.axis_a} × {r.axis_b}", num(r.F, ".2f"), f"{int(r.df1)}, {num(r.df2, '.1f')}", pval(r.p),

@@ -141,10 +141,11 @@ def sentences(stored: Stored, lab: Lab) -> list[str]:
         pool = stored.splits.get("train_pool")
         best = max(full, key=lambda f: f["forecast"].table["fitted"].iloc[-1])
         row = best["forecast"].table.iloc[-1]
-        bt = best["backtest"]
-        check = (f"backtest: hiding {bt['hidden']} and predicting it from the smaller sizes missed by "
-                 f"{bt['error']:+.3f} ({'inside' if bt['inside'] else 'outside'} its band)") if "error" in bt \
-            else f"no backtest ({bt.get('warning', 'too few sizes')})"
+        tested = [f for f in lab.forecasts if "error" in f["backtest"]]
+        check = ("backtests (the largest size hidden and predicted from the smaller ones): " + "; ".join(
+            f"{f['name']} predicted {f['backtest']['predicted']:.3f} for the observed {f['backtest']['observed']:.3f} "
+            f"({'inside' if f['backtest']['inside'] else 'outside'} its band)" for f in tested)) if tested \
+            else "no backtest (it needs 4 data sizes or more)"
         far = "; beyond 4× the data fitted, so a long extrapolation" if row["beyond"] else ""
         out.append(f"**Would the whole data set help?** The best learning curve ({best['name']}) forecasts "
                    f"{estimate(row['fitted'], row['lo'], row['hi'])} at {int(row['size']):,} training examples"
