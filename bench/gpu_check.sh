@@ -13,7 +13,7 @@
 #   share    K classifier-only trials at once on the one card against one (bench/gpu_share.py)
 #   mlu      a slice of studies/mlu_ablation.toml at full scale, the whole grid extrapolated from it
 # Results under $OUT (or .gpu/out): <card>_<date>.json (copy it into bench/gpu_runs/, then
-# `python -m bench.gpu_table` redraws bench/RESULTS.md), summary.md and log.txt.
+# `python -m bench.report` redraws bench/RESULTS.md), summary.md and log.txt.
 # The summary is rewritten after every stage, so a run cut short leaves what it finished. For a second call:
 # GPU_CHECK_STAGES="harness share" runs only those stages (with their time limits), and
 # GPU_CHECK_VARIANTS="bucketed+compile@256,padded+compile@256" only those harness variants.

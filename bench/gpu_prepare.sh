@@ -29,4 +29,4 @@ carried=$(du -sk .gpu | cut -f1)
 tree=$(git ls-files -z -co --exclude-standard | du -ck --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 echo "carry: [\".gpu\"]   (.gpu ${carried} KiB + working tree ${tree} KiB; the limit is 65536 KiB)"
 echo "device call: run(command=\"bash bench/gpu_check.sh\", carry=[\".gpu\"], timeout_s=480)"
-echo "afterwards:  cp <files_at>/<card>_<date>.json bench/gpu_runs/ && python -m bench.gpu_table"
+echo "afterwards:  cp <files_at>/<card>_<date>.json bench/gpu_runs/ && python -m bench.report"

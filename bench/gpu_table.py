@@ -1,15 +1,11 @@
 """The GPU runs as Markdown: one table row per variant, then sharing and the grid's extrapolation.
 
 Pure functions of the stored run files (bench/gpu_runs/*.json); no torch, so that
-``bench/gpu_check.sh`` prints its summary without loading it. ``python -m bench.gpu_table``
+``bench/gpu_check.sh`` prints its summary without loading it. ``python -m bench.report``
 redraws bench/RESULTS.md from bench/results.json and the run files, training nothing.
 """
 
 from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
 
 # runs stored before variants were named: their fixed sides, as variants
 OLD_SIDES = {"harness": ("harness", "padded"), "harness_compiled": ("harness", "padded, whole model compiled"),
@@ -120,19 +116,3 @@ def summary(run: dict) -> str:
     for stage, why in run.get("stages_not_run", {}).items():
         lines.append(f"{stage}: {why}")
     return "\n".join(lines)
-
-
-def redraw(bench: Path) -> None:
-    """bench/RESULTS.md again from bench/results.json, with the GPU runs now in bench/gpu_runs."""
-    from bench.report import render
-    from harness.store import write_atomic
-
-    results = json.loads((bench / "results.json").read_text())
-    if results.get("gpu") is None:
-        results["gpu_separate_runs"] = {p.stem: json.loads(p.read_text())["gpu"]
-                                        for p in sorted((bench / "gpu_runs").glob("*.json"))}
-    write_atomic(bench / "RESULTS.md", render(results))
-
-
-if __name__ == "__main__":
-    redraw(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent)

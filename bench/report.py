@@ -139,3 +139,18 @@ def write(results: dict, directory: Path, history: bool = True) -> None:
     if history:
         with open(directory / "history.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(results) + "\n")
+
+
+def redraw(bench: Path) -> None:
+    """bench/RESULTS.md again from bench/results.json, with the GPU runs now in bench/gpu_runs (trains nothing)."""
+    results = json.loads((bench / "results.json").read_text())
+    if results.get("gpu") is None:
+        results["gpu_separate_runs"] = {p.stem: json.loads(p.read_text())["gpu"]
+                                        for p in sorted((bench / "gpu_runs").glob("*.json"))}
+    write_atomic(bench / "RESULTS.md", render(results))
+
+
+if __name__ == "__main__":  # python -m bench.report [BENCH_DIR]: redraw RESULTS.md
+    import sys
+
+    redraw(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent)

@@ -168,14 +168,19 @@ def family(comp: est.Components, contrasts: list[Contrast], alpha: float = ev.AL
 
 
 def _verdicts(f: dict, test_df: float, delta: float) -> dict[str, list]:
-    out: dict[str, list] = {"verdict": [], "seeds_needed": [], "test_multiple": []}
-    for lo, hi, vs, vt, seeds, dfs in zip(f["lo_sim"], f["hi_sim"], f["var_seed"], f["var_test"], f["seeds"],
-                                          f["df_seed"]):
+    out: dict[str, list] = {"verdict": [], "seeds_needed": [], "test_multiple": [], "seeds_for_this_effect": []}
+    for i, (lo, hi, vs, vt, seeds, dfs) in enumerate(zip(f["lo_sim"], f["hi_sim"], f["var_seed"], f["var_test"],
+                                                         f["seeds"], f["df_seed"])):
         v = ev.verdict(lo, hi, delta)
         s, m = ev.plan(vs, vt, seeds, dfs, test_df, f["level"], delta) if v == "undecided" else (math.nan, math.nan)
-        out["verdict"].append(f"{v}: {ev.plan_text(s, m, seeds)}" if v == "undecided" else v)
+        # planning from the estimate itself is a guess (observed power, Hoenig & Heisey 2001): said as one
+        n = ev.seeds_for_power(abs(f["estimate"][i]), f["seed_var1"][i], vt, f["crit"][i]) \
+            if v == "undecided" and abs(f["estimate"][i]) >= delta and math.isfinite(f["seed_var1"][i]) else None
+        guess = f"if the effect is as estimated, ~{n} seeds per cell would show it (80% power); " if n else ""
+        out["verdict"].append(f"{v}: {guess}{ev.plan_text(s, m, seeds)}" if v == "undecided" else v)
         out["seeds_needed"].append(s)
         out["test_multiple"].append(m)
+        out["seeds_for_this_effect"].append(n if n else math.nan)
     return out
 
 

@@ -175,13 +175,14 @@ def _smallest(ok, lo: float, integer: bool, limit: float = 1e7) -> float:
 
 
 def plan_text(seeds: float, multiple: float, now: float) -> str:
+    """What would decide a comparison whatever its effect: an interval narrow enough (half-width < delta/2)."""
     if not math.isfinite(seeds):
         return "seed variance unknown: run at least 2 seeds per cell"
     if multiple <= 1:
-        return f"{seeds:.0f} seeds per cell would decide it"
+        return f"{seeds:.0f} seeds per cell would decide it whatever the effect"
     more = f" and {seeds:.0f} seeds per cell" if seeds > now else ""
-    return f"no number of seeds would decide it with this test set; a test set {multiple:.1f}× larger " \
-           f"(in groups){more} would"
+    return f"to decide it whatever the effect, no number of seeds would do with this test set; a test set " \
+           f"{multiple:.1f}× larger (in groups){more} would"
 
 
 def power(effect: float, seed_var: float, seeds: float, test_var: float, crit: float,

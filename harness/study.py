@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import tomllib
 import types
@@ -261,11 +262,29 @@ class Study:
         names = [b.name for b in self.grid if b.name]
         if len(set(names)) != len(names):
             return "grid: expected distinct block names"
+        clash = self._shared_cell()
+        if clash:
+            return f"grid: cell {clash} is in two grid blocks with different seeds; give it one"
         for i, block in enumerate(self.grid):
             where = "grid" if len(self.grid) == 1 else f"grid[{i}]"
             problem = self._check_vary(block, where) or self._check_seeds(block, where)
             if problem:
                 return problem
+        return None
+
+    def _shared_cell(self) -> str | None:
+        """A cell named by two blocks with different seeds (blocks with settings of their own name
+        their cells apart, so only blocks without [grid.fixed] can share one)."""
+        if any(b.fixed for b in self.grid):
+            return None
+        seen: dict[tuple, SeedSpec] = {}
+        for block in self.grid:
+            seeds = block.seeds or self.seeds
+            vary = [tuple((n, v) for v in values) for n, values in block.vary]
+            for cell in itertools.product(block.data_sizes, block.epochs, block.freeze, *vary):
+                known = seen.setdefault(_cell_key(self, cell), seeds)
+                if known != seeds:
+                    return "n={}|ep={}|freeze={}".format(*cell[:3])
         return None
 
     def _check_vary(self, block: GridSpec, where: str) -> str | None:
@@ -302,6 +321,19 @@ class Study:
         """
         blob = json.dumps({k: v for k, v in delta(self).items() if k not in NOT_RUN}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _cell_key(study: "Study", cell: tuple) -> tuple:
+    """A cell's identity: its three built-in levels and the value of every varied key (the study's where
+    a block does not vary it)."""
+    varied = sorted({n for b in study.grid for n, _ in b.vary})
+    own = dict(cell[3:])
+    return cell[:3] + tuple((n, repr(own[n] if n in own else _current(study, n))) for n in varied)
+
+
+def _current(study: "Study", name: str) -> Any:
+    section, _, key = name.partition(".")
+    return getattr(getattr(study, section), key)
 
 
 def _lists(obj: Any) -> Any:
@@ -353,14 +385,7 @@ def load_study(path: str | Path, overrides: list[str] | None = None) -> Study:
         raise HarnessError(f"{where}: not a valid TOML file ({exc})") from None
     for item in overrides or []:
         _apply_override(raw, item, where)
-    study = build(Study, raw, where, "")
-    from harness.grid import expand  # the grid reads the study: imported here, not at the top
-
-    try:
-        expand(study)
-    except ValueError as exc:
-        raise StudyError(where, "grid", str(exc)) from None
-    return study
+    return build(Study, raw, where, "")
 
 
 def _apply_override(raw: dict, item: str, where: str) -> None:

@@ -275,7 +275,9 @@ def test_an_adaptive_study_adds_waves_and_resumes_mid_wave(tmp_path):
     (cut / "runs.jsonl").write_text("".join(lines[:first + 1]))
     done = harness_run(cut)
     assert done.returncode == 0, done.stderr
-    assert json.loads((cut / "manifest.json").read_text())["waves"] == plans
+    timing = lambda ps: [{k: v for k, v in p.items() if k != "planned_seconds"} for p in ps]  # noqa: E731
+    # the same plans; their expected seconds come from runs trained again, so the clock may differ
+    assert timing(json.loads((cut / "manifest.json").read_text())["waves"]) == timing(plans)
     again = read_records(cut)
     assert [(r["cell"], r["seed"], r["wave"], r["test"]["pred"]) for r in again] == [
         (r["cell"], r["seed"], r["wave"], r["test"]["pred"]) for r in records]  # CPU: the same runs
