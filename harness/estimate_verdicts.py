@@ -139,6 +139,8 @@ def plan(var_seed: float, var_test: float, seeds: float, df_seed: float, df_test
     """
     if not all(math.isfinite(v) for v in (var_seed, var_test, seeds, df_seed, level)) or seeds <= 1:
         return math.nan, math.nan
+    # rounding (the test part is a difference of covariances) can leave a variance a hair below 0
+    var_seed, var_test = max(var_seed, 0.0), max(var_test, 0.0)
 
     def narrow(s: float, k: float) -> bool:
         vs, vt = var_seed * seeds / s, var_test / k
@@ -193,7 +195,9 @@ def power(effect: float, seed_var: float, seeds: float, test_var: float, crit: f
     seed_var / seeds); test_var: its test-set variance; crit: the critical value the verdict
     uses (the family's). t = estimate / se is noncentral t(df, effect / se).
     """
-    se = math.sqrt(seed_var / seeds + test_var)
+    se = math.sqrt(max(seed_var / seeds + test_var, 0.0))
+    if se == 0:
+        return float(effect != 0)
     nc = effect / se
     if math.isinf(df):
         return float(stats.norm.sf(crit - nc) + stats.norm.cdf(-crit - nc))
