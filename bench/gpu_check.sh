@@ -3,7 +3,7 @@
 # GPU_CHECK_DRY=1 bash bench/gpu_check.sh    on the CPU: every stage with a shrunken model and a few steps
 #
 # One command that checks and measures the GPU paths within a time budget (GPU_CHECK_BUDGET seconds, 420 by
-# default: 7 minutes, the machine's own start outside it; give the call timeout_s=480). Stages, in order; each runs under its own
+# default: 7 minutes). Stages, in order; each runs under its own
 # time limit and never into the time kept for the stages after it; one that would start with too little left
 # is skipped, and the summary says so:
 #   env      the card, versions, whether flash varlen attention runs, the matmul and copy ceilings

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# bash bench/gpu_prepare.sh    here, in the repository root, before a GPU call
+# bash bench/gpu_prepare.sh    in the repository root, before copying the checkout to a GPU machine
 #
-# Fills .gpu/ (ignored through .git/info/exclude, so that it travels only when a call carries it) with what
-# bench/gpu_check.sh needs and the GPU machine lacks: the benchmark's review CSV (../shared does not travel)
-# and the bert-base-uncased tokenizer of the builtin model (its files only: the 90 MB of weights stay here).
-# Every Python package the check imports is on the GPU machine already, so no .whl/ folder is needed.
-# Prints the call to make.
+# Fills .gpu/ (ignored through .git/info/exclude, so that it goes along only when asked for) with what
+# bench/gpu_check.sh needs on a GPU machine without network access: the benchmark's review CSV (from
+# GPU_CHECK_CSV, default the file beside this repository) and the bert-base-uncased tokenizer of the
+# builtin model (its files only, not its 90 MB of weights: the check trains a randomly initialised model).
+# Prints the folder to copy along and the command to run there.
 set -eu
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
@@ -25,8 +25,7 @@ from transformers import AutoTokenizer
 from harness.modeling import model_path
 AutoTokenizer.from_pretrained(model_path('builtin:all-MiniLM-L6-v2')).save_pretrained('.gpu/tokenizer')"
 
-carried=$(du -sk .gpu | cut -f1)
-tree=$(git ls-files -z -co --exclude-standard | du -ck --files0-from=- 2>/dev/null | tail -1 | cut -f1)
-echo "carry: [\".gpu\"]   (.gpu ${carried} KiB + working tree ${tree} KiB; the limit is 65536 KiB)"
-echo "device call: run(command=\"bash bench/gpu_check.sh\", carry=[\".gpu\"], timeout_s=480)"
-echo "afterwards:  cp <files_at>/<card>_<date>.json bench/gpu_runs/ && python -m bench.report"
+size=$(du -sk .gpu | cut -f1)
+echo "copy along: .gpu/ (${size} KiB) with the checkout"
+echo "run there:  bash bench/gpu_check.sh   (about 7 minutes; results in \$OUT or .gpu/out)"
+echo "afterwards: cp <results>/<card>_<date>.json bench/gpu_runs/ && python -m bench.report"

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
     from harness.display import Display
-    from harness.report import summary_rows, write_report
+    from harness.report import summary_rows, write_report_and_rows
     from harness.runner import run_study
     from harness.store import Results
     from harness.study import load_study
@@ -53,10 +53,12 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:
         run_study(study, args.study, results, display)
-    split, rows = summary_rows(results.dir)
+    if args.no_report:
+        display.summary(*reversed(summary_rows(results.dir)))
+        return 0
+    path, split, rows = write_report_and_rows(results.dir)  # one computation for the table and the page
     display.summary(rows, split)
-    if not args.no_report:
-        console.print(f"report: {write_report(results.dir)}")
+    console.print(f"report: {path}")
     return 0
 
 

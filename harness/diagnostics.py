@@ -98,8 +98,8 @@ def degenerate(record: dict, val: ValidationSet | None = None) -> str | None:
     binary task's predictions rebuilt from ``val``), never on the test set: which runs are kept in
     a cell's means is a choice. Given ``val`` but no way to know the validation predictions (more
     than two classes and no ``val_pred``), a run is not called collapsed. Without ``val`` and
-    ``val_pred`` the stored status is taken as it is; the training loop set it from the test
-    predictions, so callers should pass ``val`` (ValidationSet.from_splits).
+    ``val_pred`` the stored status is taken as it is (the training loop judges collapse on the restored
+    epoch's validation predictions; stores older than that judged it on the test predictions).
     """
     if record.get("status") in ("failed", "diverged"):
         return record["status"]

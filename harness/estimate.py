@@ -180,6 +180,19 @@ def contrasts(comp: Components, W: np.ndarray) -> Estimates:
                     np.maximum(np.diag(cov_seed), share.sum(axis=1) * comp.resid_pooled))
 
 
+def estimable(comp: Components, w: np.ndarray) -> bool:
+    """Whether contrast ``w`` can be estimated: its cells have runs and share seeds (directly or
+    through other cells), so that seed and cell effects can be told apart."""
+    w = np.asarray(w, dtype=float)
+    if np.any(w[comp.n_runs == 0] != 0):
+        return False
+    try:
+        _check_estimable(comp, w[None], w[None] @ comp.coef_map)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_estimable(comp: Components, W: np.ndarray, H: np.ndarray) -> None:
     """An estimable contrast's run weights add up to w within each cell and to 0 within each seed.
 

@@ -158,6 +158,7 @@ def family(comp: est.Components, contrasts: list[Contrast], alpha: float = ev.AL
     seed_var1: the seed variance with one seed per cell (for `power`); verdict, from
     [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one.
     """
+    contrasts = [c for c in contrasts if est.estimable(comp, c.weights)]  # cells that share no seed: left out
     if not contrasts:
         return pd.DataFrame()
     f = family_arrays(comp, np.stack([c.weights for c in contrasts]), alpha, seed)
@@ -173,11 +174,11 @@ def _verdicts(f: dict, test_df: float, delta: float) -> dict[str, list]:
                                                          f["seeds"], f["df_seed"])):
         v = ev.verdict(lo, hi, delta)
         s, m = ev.plan(vs, vt, seeds, dfs, test_df, f["level"], delta) if v == "undecided" else (math.nan, math.nan)
-        # planning from the estimate itself is a guess (observed power, Hoenig & Heisey 2001): said as one
+        # planning from the estimate itself is a guess (observed power, Hoenig & Heisey 2001): a table
+        # column only, never the verdict's text
         n = ev.seeds_for_power(abs(f["estimate"][i]), f["seed_var1"][i], vt, f["crit"][i]) \
             if v == "undecided" and abs(f["estimate"][i]) >= delta and math.isfinite(f["seed_var1"][i]) else None
-        guess = f"if the effect is as estimated, ~{n} seeds per cell would show it (80% power); " if n else ""
-        out["verdict"].append(f"{v}: {guess}{ev.plan_text(s, m, seeds)}" if v == "undecided" else v)
+        out["verdict"].append(f"{v}: {ev.plan_text(s, m, seeds)}" if v == "undecided" else v)
         out["seeds_needed"].append(s)
         out["test_multiple"].append(m)
         out["seeds_for_this_effect"].append(n if n else math.nan)
@@ -229,6 +230,7 @@ def wald(comp: est.Components, L: np.ndarray) -> dict:
     Denominator df by Fai & Cornelius (1996): each principal component of L V L' is a single
     contrast with its own Satterthwaite df v_m; E = sum v_m / (v_m - 2), df = 2E / (E - q).
     """
+    L = np.array([row for row in L if est.estimable(comp, row)]).reshape(-1, L.shape[1])
     if len(L) == 0:
         return {"F": math.nan, "df1": 0, "df2": math.nan, "p": math.nan}
     e = est.contrasts(comp, L)

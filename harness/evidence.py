@@ -97,11 +97,6 @@ def from_results(results: Results, study: Study | None = None) -> Evidence:
     return from_records(results.records(), results.splits(), axes_of(study), expand(study))
 
 
-def gather(records: list[RunRecord], splits: dict, axes: list[Axis]) -> Evidence:
-    """The evidence over the cells that have evaluation records, in grid order."""
-    return from_records(records, splits, axes)
-
-
 def from_records(records: list[RunRecord], splits: dict, axes: list[Axis], cells: list[Cell] | None = None) -> Evidence:
     """Every evaluation record of ``cells`` (default: those with records) as a row of Y and pred."""
     source = source_of(records)

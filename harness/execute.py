@@ -11,7 +11,7 @@ import dataclasses
 import os
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import optuna
@@ -209,7 +209,8 @@ def reusable(tuned: list[RunRecord], seed: int, params: dict) -> RunRecord | Non
 
     Same cell, seed (so the same training subset and initialisation), learning rate and batch
     size, a complete trial (not pruned, no later tuning seed failed; collapsed counts, as its
-    evaluation run would collapse alike) with a held-back test score: the same computation, bit for bit on the CPU (tests/test_determinism.py), so
+    evaluation run would collapse alike) with a held-back test score: the same computation, bit
+    for bit on the CPU (tests/test_determinism.py), so
     training it again would only cost time.
     """
     return next((r for r in tuned if r.seed == seed and r.params == params and r.status in ("ok", "collapsed")

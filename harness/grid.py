@@ -7,8 +7,9 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.axes import Axis, axes_of, block_name, cell_id, sort_key
-from harness.study import Study, with_values
+from harness.study import Study, setting, with_values
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def expand(study: Study) -> list[Cell]:
         for cell in _block_cells(study, i, axes):
             known = cells.setdefault(cell.id, cell)
             if known.study.seeds != cell.study.seeds:
-                raise ValueError(f"cell {cell.id} is in two grid blocks with different seeds; give it one")
+                raise HarnessError(f"grid: cell {cell.id} is in two grid blocks with different seeds; give it one")
     return sorted(cells.values(), key=lambda c: sort_key(axes, dict(c.values)))
 
 
@@ -61,14 +62,9 @@ def _block_cells(study: Study, index: int, axes: list[Axis]) -> list[Cell]:
     vary = dict(block.vary)
     names = [a.column for a in axes[3:] if a.column != "grid"]
     own = {"grid": block_name(study, index)} if any(a.column == "grid" for a in axes) else {}
-    choices = [vary.get(name, (_current(base, name),)) for name in names]
+    choices = [vary.get(name, (setting(base, name),)) for name in names]
     out = []
     for n, e, f, *rest in itertools.product(block.data_sizes, block.epochs, block.freeze, *choices):
         values = {"data_size": n, "epochs": e, "freeze": f} | own | dict(zip(names, rest))
         out.append(Cell(cell_id(axes, values), tuple(values.items()), with_values(base, dict(zip(names, rest)))))
     return out
-
-
-def _current(study: Study, name: str) -> Any:
-    section, _, key = name.partition(".")
-    return getattr(getattr(study, section), key)

@@ -207,10 +207,10 @@ def flash_problem(device: torch.device) -> str | None:
 def varlen_api() -> bool:
     """Whether this torch has the public ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10)."""
     try:
-        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+        import torch.nn.attention.varlen as varlen  # does this torch have it?
     except ImportError:
         return False
-    return True
+    return hasattr(varlen, "varlen_attn")
 
 
 # --- compiled blocks ---------------------------------------------------------------------------

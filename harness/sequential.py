@@ -113,7 +113,7 @@ class Family:
 def family_at(comp: est.Components, contrasts: list[eg.Contrast], alpha: float, seed: int = 0) -> Family:
     """As estimate_grid.family_arrays, with `family_level` above (the same intervals at alpha >= 0.0025)."""
     W = np.stack([c.weights for c in contrasts])
-    e = est.contrasts(comp, W)
+    e = est.contrasts(comp, W)  # the caller keeps estimable contrasts only (estimate.estimable)
     se = e.se
     ok = np.isfinite(se) & (se > 0)
     level = family_level(ev.correlation(e.cov[np.ix_(ok, ok)]), alpha, seed=seed)
@@ -144,8 +144,9 @@ def look(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[str
     if grid is None or not np.array_equal(grid.present, comp.n_runs > 0):
         grid = eg.Grid(cells, order, comp.n_runs > 0)
     _, answers = eg.answer_contrasts(comp, grid, alpha)
+    keep = lambda found: [c for c in found if est.estimable(comp, c.weights)]  # noqa: E731 - cells sharing seeds
     families = {name: family_at(comp, found, alpha, seed)
-                for name, found in (("answers", answers), ("detail", grid.detail())) if found}
+                for name, found in (("answers", keep(answers)), ("detail", keep(grid.detail()))) if found}
     return Look(alpha, comp, families)
 
 
@@ -158,8 +159,9 @@ def decided(verdict: str) -> bool:
 def combine(looks: list[Look], delta: float) -> dict[str, pd.DataFrame]:
     """Per family, each comparison's interval intersected over the looks it was in, and its verdict.
 
-    decided_at: the first look whose running intersection decided it (-1: undecided). An empty
-    intersection (an event of probability <= alpha) keeps the latest look's interval. look,
+    decided_at: the first look whose running intersection decided it (-1: undecided); from then on the
+    comparison keeps that look's interval, estimate and verdict. An empty intersection of an undecided
+    one (an event of probability <= alpha) keeps the latest look's interval. look,
     index: where the comparison's latest estimate is (looks[look].families[name], row index).
     """
     return {name: pd.DataFrame([{"axis": key[0], "level_a": key[1], "level_b": key[2], "context": key[3]} | row
@@ -175,6 +177,8 @@ def running(looks: list[Look], delta: float) -> dict[str, dict[Key, dict]]:
             rows = out.setdefault(name, {})
             for i, key in enumerate(f.keys):
                 row = rows.setdefault(key, {"lo": -math.inf, "hi": math.inf, "decided_at": -1})
+                if row["decided_at"] >= 0:
+                    continue  # decided: its interval, estimate and verdict stay those of the look that decided it
                 lo, hi = np.fmax(row["lo"], f.lo[i]), np.fmin(row["hi"], f.hi[i])
                 lo, hi = (float(lo), float(hi)) if lo <= hi else (float(f.lo[i]), float(f.hi[i]))
                 verdict = _verdict(lo, hi, delta)

@@ -259,9 +259,9 @@ class Study:
     def check(self, key: str) -> str | None:
         if not self.name or not all(c.isalnum() or c in "-_." for c in self.name):
             return "name: expected letters, digits, '-', '_' or '.'"
-        names = [b.name for b in self.grid if b.name]
+        names = [b.name or str(i + 1) for i, b in enumerate(self.grid)]  # as cells carry them (axes.block_name)
         if len(set(names)) != len(names):
-            return "grid: expected distinct block names"
+            return "grid: expected distinct block names (an unnamed block is named by its position: 1, 2, ...)"
         clash = self._shared_cell()
         if clash:
             return f"grid: cell {clash} is in two grid blocks with different seeds; give it one"
@@ -328,10 +328,11 @@ def _cell_key(study: "Study", cell: tuple) -> tuple:
     a block does not vary it)."""
     varied = sorted({n for b in study.grid for n, _ in b.vary})
     own = dict(cell[3:])
-    return cell[:3] + tuple((n, repr(own[n] if n in own else _current(study, n))) for n in varied)
+    return cell[:3] + tuple((n, repr(own[n] if n in own else setting(study, n))) for n in varied)
 
 
-def _current(study: "Study", name: str) -> Any:
+def setting(study: "Study", name: str) -> Any:
+    """The value of a dotted study key, e.g. setting(study, "train.optimizer")."""
     section, _, key = name.partition(".")
     return getattr(getattr(study, section), key)
 

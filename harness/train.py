@@ -224,7 +224,7 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
 
     ``held_rows``: a run that finishes (ok or collapsed) is also scored on these rows, into ``held_test``
     (never into ``test`` or the status): the test score of a tuning run that an evaluation
-    run may turn out to repeat (``harness.runner.reusable``), scored as ``test`` would be.
+    run may turn out to repeat (``harness.execute.reusable``), scored as ``test`` would be.
 
     ``on_epoch(epoch, row)`` is called after each validation; returning True stops
     the run as pruned (Optuna reports to its pruner there). On an out-of-memory error the micro-batch is halved and the

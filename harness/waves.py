@@ -31,6 +31,7 @@ from harness import sequential as seq
 from harness.evidence import Evidence
 from harness.grid import Cell, expand
 from harness.store import Results
+from harness.study import Study
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,10 @@ class Summary:
     verdicts: dict[str, pd.DataFrame]  # per family, sequential.combine over the looks: the study's verdicts
 
 
-def summary_of(results: Results) -> Summary | None:
+def summary_of(results: Results, study: Study | None = None) -> Summary | None:
     """The summary of a results folder's waves; None for a study that adds no seeds (its verdicts are
-    estimate_grid.analyse's at alpha)."""
-    study = results.study()
+    estimate_grid.analyse's at alpha). ``study``: the folder's own, unless a report changed its analysis keys."""
+    study = study or results.study()
     cells = expand(study)
     if not adaptive(cells):
         return None

@@ -22,14 +22,12 @@ from optuna.trial import TrialState
 
 from harness import evidence, execute, runner, tuning, waves
 from harness.axes import axes_of
-from harness.display import Display
 from harness.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, plan_wave, \
     redact, repair, retry_of, settled, survey
 from harness.errors import HarnessError
 from harness.grid import Cell
 from harness.records import RunRecord
 from harness.store import Results
-from harness.study import Study
 
 
 # --- the worker ------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def fake_look(intervals: list[tuple[float, float]], alpha: float = 0.01) -> seq.
     ((0.002, 0.03), (-0.01, 0.02), "better", 0),  # decided stays decided: the intersection keeps lo > 0
     ((-0.02, 0.005), (-0.008, 0.03), "equivalent within ±0.01", 1),  # neither alone, both together
     ((-0.02, 0.05), (-0.03, 0.04), "undecided", -1),
-    ((0.01, 0.03), (-0.03, -0.02), "worse", 0),  # empty intersection: the latest interval
+    ((0.01, 0.03), (-0.03, -0.02), "better", 0),  # a decision stands, even when a later look (chance <= alpha) disagrees
 ])
 def test_verdicts_come_from_the_intervals_intersected_over_looks(first, second, verdict, decided_at):
     table = seq.combine([fake_look([first]), fake_look([second])], delta=0.01)["answers"]

@@ -15,26 +15,27 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
-from harness.evidence import gather
+from harness.evidence import from_records
 from harness.report import answers, calibration, cells, effects, gallery, lab, overfitting, provenance, seeds, tuning
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 
-__all__ = ["build", "main", "render", "summary_rows", "write_report"]
+__all__ = ["build", "main", "render", "summary_rows", "write_report", "write_report_and_rows"]
 
 TABLES = "tables"
 
 
 def build(stored: Stored) -> dict:
     """Every section's numbers, computed once from the store."""
-    ev = gather(stored.records, stored.splits, stored.axes)
+    ev = from_records(stored.records, stored.splits, stored.axes)
     runs = run_frame(stored)
     metrics = ["accuracy", "macro-F1"] + (["ROC-AUC"] if stored.binary and ev.source == "test" else [])
     sequential = seeds.compute(stored)
     estimates = [effects.estimate(stored, ev, m) for m in metrics]
     estimates[0] = seeds.apply(estimates[0], sequential)  # an adaptive study's verdicts come from its looks
     summary = cells.summary(stored, runs, estimates)
-    parts = {"sequential": sequential, "evidence": ev, "runs": runs, "estimates": estimates, "accuracy": estimates[0], "summary": summary,
+    parts = {"sequential": sequential, "evidence": ev, "runs": runs, "estimates": estimates,
+             "accuracy": estimates[0], "summary": summary,
              "baseline": cells.baseline(stored, ev), "overfitting": overfitting.compute(stored),
              "curves": overfitting.curves(stored), "calibration": calibration.compute(stored, ev),
              "tuning": tuning.compute(stored)}
@@ -78,6 +79,11 @@ def tables(stored: Stored, parts: dict) -> dict[str, pd.DataFrame]:
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:
     """Write report.md, figures/ and tables/ for a study's results directory; returns the report's path."""
+    return write_report_and_rows(results, overrides)[0]
+
+
+def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> tuple[Path, str, list[dict]]:
+    """``write_report``, and the console's table from the same computation: (path, split, rows)."""
     stored = read_stored(Path(results), overrides)
     parts = build(stored)
     drawn = gallery.draw(stored, parts, stored.results.figures)
@@ -90,13 +96,16 @@ def write_report(results: Path, overrides: list[str] | None = None) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(render(stored, parts, drawn))
     tmp.replace(path)
-    return path
+    return (path, *console_rows(stored, parts))
 
 
 def summary_rows(results: Path) -> tuple[str, list[dict]]:
     """(split, rows): the end-of-run table for the console, display strings per cell."""
     stored = read_stored(Path(results))
-    parts = build(stored)
+    return console_rows(stored, build(stored))
+
+
+def console_rows(stored: Stored, parts: dict) -> tuple[str, list[dict]]:
     rows = [{"cell": r.cell, "seeds": f"{r.seeds}/{r.runs}",
              "accuracy": f"{num(r.accuracy_mean)} {_interval(r.accuracy_lo, r.accuracy_hi)}",
              "f1": f"{num(r.f1_mean)} {_interval(getattr(r, 'f1_lo', None), getattr(r, 'f1_hi', None))}".strip(),

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
-import pandas as pd
 from scipy import stats as sps
 
 from harness.report import calibration, overfitting
 from harness.report.effects import MetricEstimates
-from harness.report.format import effect, label, num, pval
+from harness.report.format import effect, label, pval
 from harness.report.frames import Stored
 
 
@@ -18,7 +15,8 @@ def render(stored: Stored, parts: dict) -> list[str]:
     acc: MetricEstimates = parts["accuracy"]
     where = "test" if stored.source == "test" else "validation"
     lines = ["## Answers at a glance", "",
-             f"Changes in {where} accuracy from one model of all {int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
+             f"Changes in {where} accuracy from one model of all "
+             f"{int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
              f"kept evaluation runs; each interval is a simultaneous {1 - a.alpha:.0%} interval over all the answers "
              f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}.", ""]
     if acc.grid is not None:
@@ -75,8 +73,10 @@ def metrics_sentence(stored: Stored, parts: dict) -> str:
     summary, base = parts["summary"], parts["baseline"]
     kept = summary.dropna(subset=["accuracy_mean"])
     said = []
-    if base:
-        below = kept[kept["accuracy_hi"] <= base["hi"]] if "accuracy_hi" in kept else kept.iloc[:0]
+    if base and len(kept):
+        # a cell clearly beats the baseline when its whole interval lies above the baseline's accuracy on
+        # these very examples (the same test set for both: the baseline's own sampling error cancels)
+        below = kept[~(kept["accuracy_lo"] > base["accuracy"])]
         said.append(f"Always answering the majority class ({base['class']}) scores {base['accuracy']:.3f}; "
                     + (f"{len(below)} cell(s) do not clearly beat it ({', '.join(label(c) for c in below['cell'])})"
                        if len(below) else "every cell's interval lies above it"))

@@ -15,6 +15,7 @@ import pandas as pd
 
 from harness import calibration as cal
 from harness.evidence import Evidence
+from harness.report.cells import best_cell
 from harness.report.format import label, md_table, num
 from harness.report.frames import Stored, flag, probabilities
 
@@ -61,18 +62,13 @@ def _by_cell(stored: Stored):
     return cells.items()
 
 
-def best_cell(summary: pd.DataFrame) -> str | None:
-    kept = summary.dropna(subset=["accuracy_mean"])
-    return None if kept.empty else kept.loc[kept["accuracy_mean"].idxmax(), "cell"]
-
-
 def sentence(c: Calibration | None, summary: pd.DataFrame) -> str:
     best = best_cell(summary)
     if c is None or best is None or best not in set(c.cells["cell"]):
         return ""
     row = c.cells.set_index("cell").loc[best]
     worst = c.classes[c.classes["cell"] == best].sort_values("f1").iloc[0]
-    return (f"In the best cell ({label(best)}) the expected calibration error is {row['ece']:.3f}, Brier "
+    return (f"In the best cell by validation accuracy ({label(best)}) the expected calibration error is {row['ece']:.3f}, Brier "
             f"{row['brier']:.3f}, NLL {row['nll']:.3f}; its weakest class is *{worst['class']}* (precision "
             f"{num(worst['precision'])}, recall {num(worst['recall'])}, F1 {num(worst['f1'])}).")
 
@@ -98,7 +94,8 @@ def render(stored: Stored, c: Calibration | None, summary: pd.DataFrame) -> list
     best = best_cell(summary)
     if best in c.confusion:
         matrix = c.confusion[best]
-        lines += [f"Confusion matrix of the best cell, {label(best)}, summed over its runs (rows: true class, "
+        lines += [f"Confusion matrix of the best cell by validation accuracy, {label(best)}, summed over its runs "
+                  "(rows: true class, "
                   "columns: predicted; every cell's is in `tables/confusion.csv`):", ""]
         lines += md_table(["true \\ predicted"] + list(names),
                           [[n] + [str(int(v)) for v in row] for n, row in zip(names, matrix)])

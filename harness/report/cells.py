@@ -12,6 +12,12 @@ from harness.evidence import Evidence
 from harness.metrics import macro_f1
 from harness.report.effects import MetricEstimates
 from harness.report.format import estimate, label, md_table, num, plural
+
+
+def best_cell(summary: pd.DataFrame) -> str | None:
+    """The cell with the best mean validation accuracy over its kept runs (chosen without the test set)."""
+    kept = summary.dropna(subset=["val_mean", "accuracy_mean"])
+    return None if kept.empty else kept.loc[kept["val_mean"].idxmax(), "cell"]
 from harness.report.frames import Stored
 
 COLUMNS = {"accuracy": "accuracy", "macro-F1": "f1", "ROC-AUC": "auc"}
@@ -30,6 +36,9 @@ def summary(stored: Stored, runs: pd.DataFrame, estimates: list[MetricEstimates]
         row = {"cell": cell, "label": label(cell), **{a.column: first[a.column] for a in stored.axes},
                "runs": len(group), "seeds": len(kept), "excluded": _flags(group),
                "best_epoch": kept["best_epoch"].median() if len(kept) else math.nan,
+               # the report's choices (the best cell, the cheapest good one, the best curve) use this,
+               # never the test set
+               "val_mean": kept["val_accuracy"].astype(float).mean() if len(kept) else math.nan,
                "trainable_params": first["trainable_params"], "seconds_per_run": group.loc[group["trained"], "seconds"].mean(),
                "seconds_total": seconds.get(cell, 0.0), "lr": first["lr"], "batch_size": first["batch_size"]}
         rows.append(row)

@@ -19,7 +19,7 @@ from harness import estimate as est
 from harness.estimate_grid import GridEstimates, analyse
 from harness.evidence import Evidence
 from harness.metrics import macro_f1
-from harness.report.format import effect, md_table, num, plural, pval
+from harness.report.format import effect, md_table, num, pval
 from harness.report.frames import Stored
 
 BOOTSTRAP_DRAWS = 300  # cluster-bootstrap draws for a metric that is not a mean over examples
@@ -139,11 +139,3 @@ def frame(estimates: list[MetricEstimates], which: str) -> pd.DataFrame:
     parts = [getattr(m.grid, which).assign(metric=m.metric) for m in estimates if m.grid is not None
              and not getattr(m.grid, which).empty]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-
-
-def count_verdicts(m: MetricEstimates) -> str:
-    table = m.grid.answers if m.grid is not None else pd.DataFrame()
-    if table.empty:
-        return "nothing compared"
-    kinds = table["verdict"].str.split(":").str[0].str.split(",").str[0]
-    return ", ".join(plural(int(n), k) for k, n in kinds.value_counts().items())

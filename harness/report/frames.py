@@ -18,7 +18,7 @@ import pandas as pd
 from harness import stats
 from harness.axes import Axis, axes_of, sort_key
 from harness.errors import HarnessError
-from harness.evidence import EXCLUDED, source_of
+from harness.evidence import EXCLUDED, _filled, source_of
 from harness.records import RunRecord
 from harness.store import Results
 from harness.study import AnalysisSpec, Study, build
@@ -78,10 +78,6 @@ def read_stored(results: Path, overrides: list[str] | None = None) -> Stored:
     return Stored(store, store.manifest(), study, axes, store.splits(), records)
 
 
-def _filled(axes: list[Axis], values: dict) -> dict:
-    return {a.column: values.get(a.column, a.levels[0] if a.levels else None) for a in axes}
-
-
 def _analysis(study: Study, overrides: list[str], where: str) -> AnalysisSpec:
     """The analysis section with ``key=value`` overrides (only analysis keys change a report)."""
     import tomllib
@@ -112,7 +108,8 @@ def run_frame(stored: Stored) -> pd.DataFrame:
         row = {"cell": r.cell, **_filled(stored.axes, r.axes), "seed": r.seed, "status": r.status, "flag": flag(r),
                "train_size": r.train_size, "best_epoch": r.best_epoch, "stopped_epoch": r.stopped_epoch,
                "trainable_params": r.trainable_params, "seconds": r.seconds, "trained": r.trained,
-               "lr": r.params.get("lr"), "batch_size": r.params.get("batch_size"), "wave": getattr(r, "wave", 0)}
+               "lr": r.params.get("lr"), "batch_size": r.params.get("batch_size"), "wave": getattr(r, "wave", 0),
+               "val_accuracy": r.val.get("accuracy")}
         rows.append(row | _scores(r, stored.source, labels, stored.binary))
     return pd.DataFrame(rows)
 

@@ -14,7 +14,8 @@ import pandas as pd
 from harness import cost, forecast
 from harness import estimate_verdicts as ev
 from harness.audit import Findings
-from harness.bands import by_band, clustered_accuracy
+from harness.bands import band_of, by_band
+from harness.report.cells import best_cell
 from harness.evidence import Evidence
 from harness.report.format import effect, estimate, label, md_table, num
 from harness.report.frames import Stored
@@ -30,14 +31,16 @@ class Lab:
     band_gap: dict = field(default_factory=dict)  # near-neutral minus clear, with its interval
     audit: list[str] = field(default_factory=list)
     leak: dict = field(default_factory=dict)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def compute(stored: Stored, ev_: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> Lab:
-    lab = Lab()
+    lab = Lab(summary=summary)
     lab.forecasts, lab.crossings = _forecasts(stored, runs)
-    kept = summary.dropna(subset=["accuracy_mean", "seconds_per_run"])
-    if len(kept) >= 2:
-        lab.cost = cost.cheapest_within(kept, "seconds_per_run", delta=stored.analysis.smallest_effect)
+    kept = summary.dropna(subset=["accuracy_mean", "val_mean", "seconds_per_run"])
+    if len(kept) >= 2:  # chosen on validation accuracy; the test accuracies are reported beside
+        lab.cost = cost.cheapest_within(kept, "seconds_per_run", "val_mean", stored.analysis.smallest_effect)
+        lab.cost["test"] = kept.set_index("label")["accuracy_mean"].to_dict()
         lab.frontier = cost.frontier(kept, "seconds_per_run")
     lab.bands, lab.band_gap = _bands(stored, ev_, summary)
     audit = stored.splits.get("audit")
@@ -88,21 +91,23 @@ def _crossings(stored: Stored, forecasts: list[dict]) -> list[str]:
 # --- binary too coarse? -----------------------------------------------------------------------
 
 def _bands(stored: Stored, ev_: Evidence, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The best cell's accuracy on near-neutral (|score| <= 0.5) and clear test examples, and the gap."""
+    """The best cell's (by validation) accuracy on near-neutral and clear test examples, and the gap.
+
+    Binary tasks cut from a score only: near-neutral is the band (-0.5, 0.5] of the score around the
+    threshold (harness.bands), the sentences whose binary label rests on a near-zero mean rating.
+    """
     scores = stored.splits.get("test_scores") if ev_.source == "test" else None
-    kept = summary.dropna(subset=["accuracy_mean"])
-    if scores is None or kept.empty or len(scores) != len(ev_.labels):
+    best = best_cell(summary)
+    if scores is None or best is None or not stored.binary or len(scores) != len(ev_.labels):
         return pd.DataFrame(), {}
-    best = kept.loc[kept["accuracy_mean"].idxmax(), "cell"]
     c = list(ev_.cells["cell"]).index(best)
     correct = ev_.Y[c][ev_.kept[c]]
-    table = by_band(correct, scores, ev_.groups)
-    return table.assign(cell=best), _gap(correct, np.asarray(scores, float), ev_.groups) | {"cell": best}
+    near = band_of(scores) == "near-neutral"
+    return by_band(correct, scores, ev_.groups).assign(cell=best), _gap(correct, near, ev_.groups) | {"cell": best}
 
 
-def _gap(correct: np.ndarray, scores: np.ndarray, groups: np.ndarray) -> dict:
+def _gap(correct: np.ndarray, near: np.ndarray, groups: np.ndarray) -> dict:
     """Near-neutral minus clear accuracy: seed part (over runs) plus the test part clustered by group."""
-    near = np.abs(scores) <= 0.5
     if near.all() or not near.any():
         return {}
     per_run = correct[:, near].mean(axis=1) - correct[:, ~near].mean(axis=1)
@@ -139,7 +144,7 @@ def sentences(stored: Stored, lab: Lab) -> list[str]:
     full = [f for f in lab.forecasts if f["forecast"].curve is not None]
     if full:
         pool = stored.splits.get("train_pool")
-        best = max(full, key=lambda f: f["forecast"].table["fitted"].iloc[-1])
+        best = max(full, key=lambda f: _val_at_largest(stored, f, lab))
         row = best["forecast"].table.iloc[-1]
         tested = [f for f in lab.forecasts if "error" in f["backtest"]]
         check = ("backtests (the largest size hidden and predicted from the smaller ones): " + "; ".join(
@@ -147,7 +152,7 @@ def sentences(stored: Stored, lab: Lab) -> list[str]:
             f"({'inside' if f['backtest']['inside'] else 'outside'} its band)" for f in tested)) if tested \
             else "no backtest (it needs 4 data sizes or more)"
         far = "; beyond 4× the data fitted, so a long extrapolation" if row["beyond"] else ""
-        out.append(f"**Would the whole data set help?** The best learning curve ({best['name']}) forecasts "
+        out.append(f"**Would the whole data set help?** The best learning curve by validation ({best['name']}) forecasts "
                    f"{estimate(row['fitted'], row['lo'], row['hi'])} at {int(row['size']):,} training examples"
                    + (f" (the whole pool of {pool:,})" if pool and int(row['size']) == pool else "")
                    + f" against {best['forecast'].table['observed'].dropna().iloc[-1]:.3f} observed at the largest size"
@@ -157,16 +162,34 @@ def sentences(stored: Stored, lab: Lab) -> list[str]:
         out.append(f"**Would the whole data set help?** Not forecast: a learning curve needs 3 data sizes or more "
                    f"(this study has {sizes}).")
     if lab.cost:
-        out.append(f"**What is the cheapest good configuration?** {cost.sentence(lab.cost)}.")
+        out.append(f"**What is the cheapest good configuration?** {_cost_sentence(lab.cost)}.")
     if lab.band_gap:
         g = lab.band_gap
-        out.append(f"**Is binary too coarse?** On the {g['near']} near-neutral test sentences (|score| ≤ 0.5) the "
-                   f"best cell ({label(g['cell'])}) is right {_band_text(lab, 'near-neutral')} of the time, against "
+        out.append(f"**Is binary too coarse?** On the {g['near']} near-neutral test sentences (score in (−0.5, 0.5]) "
+                   f"the best cell by validation ({label(g['cell'])}) is right {_band_text(lab, 'near-neutral')} "
+                   f"of the time, against "
                    f"{_band_text(lab, 'clear')} on the {g['clear']} clear ones: {effect(g['gap'], g['lo'], g['hi'])} "
                    f"(95% interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
                    "label rests on a near-zero mean rating the model does little better than chance: a neutral "
                    "class (studies/three_class.toml) measures those sentences as what they are.")
     return out
+
+
+def _cost_sentence(result: dict) -> str:
+    """The cheapest cell within delta of the best, both by validation accuracy; their test accuracies beside."""
+    test = result.get("test", {})
+    said = cost.sentence(result).replace(f"{result['chosen_value']:.3f}", f"validation {result['chosen_value']:.3f}", 1)
+    names = dict.fromkeys([result["chosen"], result["best"]])
+    return said + " (chosen on validation accuracy; on the test set " + ", ".join(
+        f"{n} {test[n]:.3f}" for n in names if n in test) + ")"
+
+
+def _val_at_largest(stored: Stored, f: dict, lab: Lab) -> float:
+    """A curve's validation accuracy at its largest data size: how the best curve is chosen."""
+    table = lab.summary
+    part = table[np.logical_and.reduce([table[k].astype(str) == str(v) for k, v in f["combo"].items()])]
+    sizes = [stored.splits.get("train_pool", 0) if n == "all" else n for n in part["data_size"]]
+    return float(part.iloc[int(np.argmax(sizes))]["val_mean"]) if len(part) else -1.0
 
 
 def _band_text(lab: Lab, band: str) -> str:
@@ -215,7 +238,7 @@ def _render_cost(lab: Lab) -> list[str]:
     rows = [[r.label, num(r.accuracy_mean), num(r.seconds_per_run, ".1f"),
              f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params) else "n/a"]
             for r in lab.frontier.itertuples()]
-    return ["### Accuracy against cost", "", f"{cost.sentence(lab.cost)}. The cells no other cell beats on both "
+    return ["### Accuracy against cost", "", f"{_cost_sentence(lab.cost)}. The cells no other cell beats on both "
             "accuracy and training seconds per run (the Pareto frontier):", ""] + \
         md_table(["cell", "accuracy", "s/run", "trainable params"], rows)
 
@@ -225,7 +248,8 @@ def _render_bands(lab: Lab) -> list[str]:
         return []
     rows = [[r.band, str(r.n), str(r.groups), estimate(r.accuracy, r.lo, r.hi), num(r.deff, ".1f")]
             for r in lab.bands.itertuples()]
-    return ["### Accuracy by score band", "", f"The best cell, {label(lab.band_gap['cell'])}, on test sentences by "
+    return ["### Accuracy by score band", "",
+            f"The best cell by validation, {label(lab.band_gap['cell'])}, on test sentences by "
             "the raters' mean score: near-neutral (|score| ≤ 0.5) against clear; intervals clustered by group.", ""] + \
         md_table(["band", "examples", "groups", "accuracy [95%]", "design effect"], rows)
 

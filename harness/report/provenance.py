@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.grid import expand
+
 from harness.report.frames import METRIC_NAMES, Stored
 
 
@@ -60,11 +62,21 @@ def provenance(stored: Stored) -> list[str]:
 
 
 def protocol(stored: Stored) -> str:
-    """What was tuned on which split and seeds, in one sentence."""
-    study, splits = stored.study, stored.splits
-    search, train, seeds = study.search, study.train, study.seeds
+    """What was tuned on which split and seeds: one clause per grid block (blocks may set their own)."""
+    splits = stored.splits
     sizes = (f" (train pool {splits.get('train_pool')}, validation {len(splits.get('val_labels', ''))}, test "
              f"{len(splits.get('test_labels', ''))} examples)") if splits else ""
+    seen: dict[str, str] = {}
+    for cell in expand(stored.study):
+        name = cell.values[3][1] if len(cell.values) > 3 and cell.values[3][0] == "grid" else ""
+        seen.setdefault(_clause(cell.study), name)
+    clauses = [(f"grid {name}: " if name else "") + clause for clause, name in seen.items()]
+    return "; ".join(clauses) + f"; each run tested once{sizes}; tuning never sees the test split, nor does the " \
+        "choice of which runs count."
+
+
+def _clause(study) -> str:
+    search, train, seeds = study.search, study.train, study.seeds
     if search.trials:
         tuned = (f"learning rate (log-uniform in {list(search.lr)}) and batch size ({list(search.batch_size)}) tuned "
                  f"per cell by Optuna ({search.sampler} sampler, {search.pruner} pruner, {search.trials} trials) on the "
@@ -72,8 +84,7 @@ def protocol(stored: Stored) -> str:
                  f"{METRIC_NAMES.get(train.metric, train.metric)}")
     else:
         tuned = f"no tuning: fixed lr {search.fixed_lr} and batch size {search.fixed_batch_size}"
-    blocks = len(study.grid)
-    return (f"{tuned}; the chosen parameters rerun on evaluation seeds {list(seeds.evaluate)}"
-            + (f" (grid blocks may set their own: {blocks} blocks)" if blocks > 1 else "")
-            + f", each run restoring its best epoch by {train.metric} (patience {train.patience}) and tested once"
-            f"{sizes}; tuning never sees the test split, nor does the choice of which runs count.")
+    more = f", up to {seeds.cap} where a comparison needed them" if seeds.adaptive else ""
+    return (f"{tuned}; {train.optimizer} ({train.schedule} schedule), the chosen parameters rerun on evaluation "
+            f"seeds {list(seeds.evaluate)}{more}, each run restoring its best epoch by {train.metric} (patience "
+            f"{train.patience})")

@@ -10,35 +10,44 @@ from __future__ import annotations
 
 import dataclasses
 
-import pandas as pd
-
 from harness import waves
 from harness.report.effects import MetricEstimates
-from harness.report.format import effect, label, md_table, num
+from harness.report.format import effect, md_table, num
 from harness.report.frames import Stored
 
 KEY = ["axis", "level_a", "level_b", "context"]
 
 
 def compute(stored: Stored) -> waves.Summary | None:
-    return waves.summary_of(stored.results)
+    return waves.summary_of(stored.results, stored.study)
 
 
 def apply(m: MetricEstimates, summary: waves.Summary | None) -> MetricEstimates:
-    """The accuracy estimates with each comparison's interval and verdict taken from the looks."""
+    """The accuracy estimates of an adaptive study, every shown number from the looks.
+
+    Each comparison keeps the interval intersected over the looks and the verdict it gave; the
+    full-alpha figures of one analysis of all seeds (own interval, p, critical value) would not hold
+    after several looks, so they are left blank, and comparisons the looks never made are left out.
+    """
     if summary is None or m.grid is None:
         return m
     grid = m.grid
     for family in ("answers", "detail"):
         table, looks = getattr(grid, family), summary.verdicts.get(family)
-        if table.empty or looks is None or looks.empty:
+        if table.empty:
+            continue
+        if looks is None or looks.empty:
+            grid = dataclasses.replace(grid, **{family: table.iloc[:0]})
             continue
         looked = looks.assign(**{k: looks[k].astype(str) for k in KEY}).set_index(KEY)
         keys = list(zip(*(table[k].astype(str) for k in KEY)))
-        found = [looked.loc[k] if k in looked.index else None for k in keys]
-        table = table.assign(lo_sim=[f["lo"] if f is not None else lo for f, lo in zip(found, table["lo_sim"])],
-                             hi_sim=[f["hi"] if f is not None else hi for f, hi in zip(found, table["hi_sim"])],
-                             verdict=[f["verdict"] if f is not None else v for f, v in zip(found, table["verdict"])])
+        seen = [k in looked.index for k in keys]
+        table = table[seen].copy()
+        rows = looked.loc[[k for k, ok in zip(keys, seen) if ok]]
+        for mine, theirs in (("estimate", "estimate"), ("lo_sim", "lo"), ("hi_sim", "hi")):
+            table[mine] = rows[theirs].to_numpy(dtype=float)
+        table["verdict"] = rows["verdict"].to_numpy()
+        table[["lo", "hi", "p", "crit", "p_family"]] = float("nan")
         grid = dataclasses.replace(grid, **{family: table})
     return dataclasses.replace(m, grid=grid, note=m.note + "; verdicts from the sequential looks (alpha spent per wave)")
 

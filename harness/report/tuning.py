@@ -33,9 +33,12 @@ def compute(stored: Stored) -> Tuning:
     if trials.empty:
         return Tuning(trials, pd.DataFrame())
     higher = metric != "val_loss"
-    curve = [{"cell": cell, "label": label(cell), **point}
-             for cell, g in trials.dropna(subset=["value"]).groupby("cell", sort=False)
-             for point in stats.expected_best_curve(g["value"].astype(float), higher)]
+    curve = []
+    for cell, g in trials.dropna(subset=["value"]).groupby("cell", sort=False):
+        chosen = g.loc[g["status"] == "ok", "objective"].dropna()  # the trials that could be chosen
+        best = (chosen.max() if higher else chosen.min()) if len(chosen) else float("nan")
+        curve += [{"cell": cell, "label": label(cell), **point, "best_trial": best}
+                  for point in stats.expected_best_curve(g["value"].astype(float), higher)]
     return Tuning(trials, pd.DataFrame(curve))
 
 
@@ -56,8 +59,9 @@ def render(stored: Stored, t: Tuning, summary: pd.DataFrame) -> list[str]:
     lines += [f"Optuna ({search.sampler} sampler, {search.pruner} pruner) tuned the learning rate and batch size on "
               f"the validation set with the tuning seeds; objective: validation {metric}. *E[best of 1]* and *E[best "
               f"of N]*: the expected best objective of 1 and of all N trials drawn from the cell's trials, ± its sd "
-              f"(Dodge et al. 2019); *best trial*: the best objective actually reached; *search gain*: best trial − "
-              f"E[best of 1], how much searching mattered. Pruned trials count with their last reported value.", ""]
+              f"(Dodge et al. 2019; pruned trials, and trials that collapsed to one class, count with their last "
+              f"value); *best trial*: the best objective of a trial that could be chosen (finished ok); *search "
+              f"gain*: best trial − E[best of 1], how much searching mattered.", ""]
     gain = mattered(t)
     rows = []
     for r in summary.itertuples():
