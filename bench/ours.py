@@ -23,7 +23,7 @@ import torch
 from bench.cells import N_CLASSES, BenchData, Cell, SideResult, train_spec
 from harness import modeling, tuning
 from harness.display import Display
-from harness.execute import evaluation, load_context, run_trial
+from harness.execute import evaluation, fixed_params, load_context, run_trial
 from harness.grid import expand
 from harness.modeling import frozen_prefix, load_classifier, tokenize
 from harness.study import GridSpec, ModelSpec, SearchSpec, SeedSpec, Study
@@ -62,7 +62,8 @@ def run_ours(cell: Cell, data: BenchData, model: str, device: torch.device) -> S
             trial = search.ask()
             tuned.append(run_trial(ctx, cells[0], trial))
             tuning.settle(search, trial.number, tuned[-1])
-        params = tuning.best_params(search)
+        done = search.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        params = tuning.best_params(search) if done else fixed_params(cells[0])  # as harness.runner.tune_cell
         # seed 0 with the best parameters is the best trial: not trained again (harness.execute.reusable)
         evals = [evaluation(ctx, cells[0], seed, params, tuned) for seed in range(cell.seeds)]
         return SideResult(time.perf_counter() - started, [r.test["accuracy"] for r in evals], params,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from harness.errors import HarnessError
+from harness.errors import INTERRUPTED, HarnessError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_commands(commands)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
+    catch_ctrl_c()
     try:
         return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
             args, console)
@@ -39,6 +41,29 @@ def main(argv: list[str] | None = None) -> int:
         console.print("interrupted: every finished run is stored; rerun the same command to resume",
                       highlight=False, soft_wrap=True)
         return 130
+
+
+def catch_ctrl_c() -> None:
+    """Ctrl-C stops the run wherever it lands, and says so in one line.
+
+    Python raises KeyboardInterrupt where the signal lands; landing in a garbage-collection
+    callback, it would be printed as an ignored exception and lost. So the flag is set too, and
+    every run checks it at each epoch; a KeyboardInterrupt swallowed that way is not printed.
+    A process started with Ctrl-C ignored (nohup, a background job) keeps ignoring it.
+    """
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return
+
+    def interrupt(signum, frame) -> None:
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    def unraisable(info) -> None:
+        if not issubclass(info.exc_type, KeyboardInterrupt):
+            sys.__unraisablehook__(info)
+
+    signal.signal(signal.SIGINT, interrupt)
+    sys.unraisablehook = unraisable
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:

@@ -88,6 +88,11 @@ def load_dataset(spec: DataSpec) -> Dataset:
     rows = found.keep
     groups = np.asarray(found.groups).astype(str)
     train, val, test = split(labels[rows], groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    for name, part, fraction in (("val_fraction", val, spec.val_fraction), ("test_fraction", test, spec.test_fraction)):
+        if fraction and not len(part):
+            raise HarnessError(f"{where}: data.{name} {fraction:g} leaves the split empty: the {len(rows)} rows form "
+                               f"{len(np.unique(groups))} group(s) (group column and duplicate texts kept together); "
+                               "expected more rows or groups")
     found.findings.test_rows_seen_in_training = seen_in(found.component, test, train)
     findings = found.findings.as_dict()
     return Dataset([texts[i] for i in rows], labels[rows], names, train, val, test, dropped, groups, source,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 
 class HarnessError(Exception):
     """Bad input: a study file, a data file, a model name or a results directory.
@@ -12,3 +14,13 @@ class HarnessError(Exception):
     """
 
     exit_code = 2
+
+
+INTERRUPTED = threading.Event()  # set by Ctrl-C (harness.__main__); runs check it at every epoch
+
+
+def stop_if_interrupted() -> None:
+    """Raise KeyboardInterrupt when Ctrl-C came while Python could not raise it where it landed
+    (inside a garbage-collection callback, which swallows exceptions)."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt

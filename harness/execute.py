@@ -19,6 +19,7 @@ import torch
 
 from harness import tuning
 from harness.display import Display
+from harness.errors import stop_if_interrupted
 from harness.grid import Cell
 from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier, resolve_depth, tokenize, top_of
 from harness.records import RunRecord, now
@@ -134,6 +135,7 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
                        params=dict(params), device=device_name(ctx.device), freeze_depth=depth)
 
     def step(epoch: int, row: dict) -> bool:
+        stop_if_interrupted()
         ctx.display.epoch(row)
         return bool(on_epoch and on_epoch(epoch, row))
 

@@ -34,6 +34,7 @@ name = "bad"
 source = "data.csv"
 text_column = "text"
 label_column = "label"
+dedupe = "off"                      # the made-up texts are near duplicates of one another
 [grid]
 data_sizes = [16]
 epochs = [1]
@@ -86,6 +87,8 @@ CASES = [
      ["data.source 'http://127.0.0.1:9/x.csv'", "cannot download"]),
     ("checksum-mismatch", GOOD, [f'data.sha256="{"0" * 64}"'], ["data.source 'data.csv'", "sha256 is", "expected 000"]),
     ("no-such-data-file", GOOD, ['data.source="nope.csv"'], ["data.source 'nope.csv'", "no such file"]),
+    ("everything-one-group", GOOD, ['data.group_column="label"', "data.dedupe=\"off\""],
+     ["data.csv", "data.val_fraction 0.1 leaves the split empty", "form 2 group(s)"]),
     ("data-size-without-every-class", GOOD, ["grid.data_sizes=[1]"],
      ["grid.data_sizes: 1 training examples hold no", "at least one example of each of the 2 classes"]),
 ]
@@ -212,7 +215,8 @@ def test_bad_study_file_or_results_directory(tmp_path, study_text, study_name, o
 def test_empty_texts_are_dropped_and_counted(tmp_path, texts, dropped):
     rows = GOOD_ROWS + [(f'"{t}"', "1") for t in texts]
     (tmp_path / "data.csv").write_bytes(csv(rows))
-    dataset = load_dataset(DataSpec(source=str(tmp_path / "data.csv"), text_column="text", label_column="label"))
+    dataset = load_dataset(DataSpec(source=str(tmp_path / "data.csv"), text_column="text", label_column="label",
+                                     dedupe="off"))
     assert dataset.dropped_empty == dropped
     assert len(dataset.texts) == len(GOOD_ROWS)
 

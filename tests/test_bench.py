@@ -116,8 +116,19 @@ def test_the_harness_side_trains_seed_0_once_when_it_tunes_and_evaluates(tiny, m
 
     calls = []
     real = harness.execute.train_run  # the harness side trains through the execution core every study uses
-    monkeypatch.setattr(harness.execute, "train_run", lambda *a, **k: calls.append(k["seed"]) or real(*a, **k))
+
+    def counted(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append((kwargs["seed"], out.status))
+        return out
+
+    monkeypatch.setattr(harness.execute, "train_run", counted)
     data = load_data(tiny[0], test_size=20)
     side = bench.ours.run_ours(Cell("c", 40, 0, epochs=2, trials=2, seeds=2, max_length=32), data, tiny[1], CPU)
-    assert calls == [0, 0, 1]  # two trials, then only seed 1
+    trials, evals = calls[:2], calls[2:]
+    assert [seed for seed, _ in trials] == [0, 0]
+    # two trials, then only seed 1: seed 0's evaluation is the best trial; when no trial finished ok (a
+    # collapsed trial is never the best) the fixed parameters are trained on both seeds
+    expected = [1] if any(status == "ok" for _, status in trials) else [0, 1]
+    assert [seed for seed, _ in evals] == expected
     assert len(side.test_acc) == 2 and len(side.epochs) == 4 and all(0 <= a <= 1 for a in side.test_acc)

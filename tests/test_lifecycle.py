@@ -28,6 +28,7 @@ name = "tiny"
 source = "{source}"
 text_column = "text"
 label_column = "label"
+dedupe = "off"                      # the made-up texts are near duplicates of one another
 [grid]
 data_sizes = [16]
 epochs = [1]
@@ -142,7 +143,9 @@ def test_ctrl_c_stops_with_one_line_and_the_rerun_ends_as_an_uninterrupted_run(t
     results = tmp_path / "results"
     command = [c for c in smoke_command(results) if c != "--quiet"]  # the progress display too
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"HF_HUB_OFFLINE": "1"})
+                            env=os.environ | {"HF_HUB_OFFLINE": "1"},
+                            # as a terminal gives it: a shell's background job would hand on an ignored SIGINT
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_until(lambda: len(read_records(results)) >= 3, proc)
     time.sleep(0.5)  # inside the next run
     proc.send_signal(signal.SIGINT)

@@ -18,6 +18,7 @@ from harness import train
 from harness.display import Display
 from harness.modeling import Encodings
 from harness.runner import run_study
+from harness.store import Results
 from harness.study import TrainSpec, load_study
 from harness.train import Inputs, train_run
 from tiny import tiny_model
@@ -141,7 +142,7 @@ def inject(monkeypatch, largest_micro_batch: int) -> None:
 def test_the_store_records_the_halving_or_the_failure_and_the_grid_goes_on(tmp_path, monkeypatch, largest):
     inject(monkeypatch, largest)
     study = load_study(SMOKE, TINY_GRID)
-    records = run_study(study, SMOKE, tmp_path / "results", Display(enabled=False))
+    records = [r.to_dict() for r in run_study(study, SMOKE, Results(tmp_path / "results"), Display(enabled=False))]
     assert [(r["role"], r["trial"] if r["role"] == "tune" else r["seed"]) for r in records] == \
         [("tune", 0), ("tune", 1), ("eval", 1)]  # every trial was tried; none stopped the study
     for r in records:
