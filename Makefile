@@ -1,6 +1,7 @@
 # make install   - .venv with everything the harness, its tests and its benchmark need
 # make test      - the test suite (CPU, offline after the first install)
-# make ablation  - run studies/default.toml and write results/default/report.md
+# make ablation  - run studies/three_class.toml (the same sentences in three classes, ~2 minutes), then
+#                  studies/default.toml, and write results/default/report.md, which compares the two
 # make ablation STUDY=studies/X.toml ARGS="--set search.trials=8" - another study, more options
 # make ablation WORKERS=N - the same with N local worker processes sharing the study (one GPU each);
 #                  the storage is results/<study>/journal.log, or $HARNESS_STORAGE (e.g. postgresql://...)
@@ -11,6 +12,8 @@ PY      = $(VENV)/bin/python
 STUDY  ?= studies/default.toml
 WORKERS ?=
 ARGS ?=
+# the default study's report compares binary with three-class labels of the same test sentences
+COMPANION = $(if $(filter studies/default.toml,$(STUDY)),studies/three_class.toml,)
 
 .PHONY: install test ablation report bench clean
 
@@ -26,6 +29,9 @@ test: install
 	$(PY) -m pytest -q
 
 ablation: install
+ifneq ($(COMPANION),)
+	$(PY) -m harness run $(COMPANION) --no-report $(ARGS)
+endif
 ifeq ($(WORKERS),)
 	$(PY) -m harness run $(STUDY) $(ARGS)
 else

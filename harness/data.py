@@ -87,7 +87,8 @@ def load_dataset(spec: DataSpec) -> Dataset:
     found = audit(texts, labels, groups, policy=spec.dedupe)  # before the split: it may merge groups
     rows = found.keep
     groups = np.asarray(found.groups).astype(str)
-    train, val, test = split(labels[rows], groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
+    strata = labels if not spec.split_thresholds else cuts.cut(scores, spec.split_thresholds, spec.on_threshold).labels
+    train, val, test = split(strata[rows], groups, spec.val_fraction, spec.test_fraction, spec.split_seed)
     for name, part, fraction in (("val_fraction", val, spec.val_fraction), ("test_fraction", test, spec.test_fraction)):
         if fraction and not len(part):
             raise HarnessError(f"{where}: data.{name} {fraction:g} leaves the split empty: the {len(rows)} rows form "

@@ -42,6 +42,9 @@ class DataSpec:
     val_fraction: float = 0.1  # of all rows, stratified, fixed for every cell
     test_fraction: float = 0.2  # of all rows, stratified, fixed for every cell (0 = no test set)
     split_seed: int = 0  # seed of the validation/test split (not a grid seed)
+    # the score cut into the split's strata (() = the labels themselves): a study that labels the same
+    # score differently gives the other study's thresholds here and gets its validation and test sentences
+    split_thresholds: tuple[float, ...] = ()
     on_threshold: str = "below"  # a score exactly on a threshold: its class is the one below | above | drop
     dedupe: str = "group"  # duplicate texts (exact or near): kept in one split (group) | dropped | off
 
@@ -56,6 +59,10 @@ class DataSpec:
             return "test_fraction: expected val_fraction + test_fraction < 0.9 so that data is left to train on"
         if list(self.thresholds) != sorted(self.thresholds):
             return "thresholds: expected increasing numbers"
+        if self.split_thresholds and not self.thresholds:
+            return "split_thresholds: expected only with data.thresholds (labels cut from a score)"
+        if list(self.split_thresholds) != sorted(self.split_thresholds):
+            return "split_thresholds: expected increasing numbers"
         n_classes = len(self.thresholds) + 1
         if self.thresholds and self.class_names and len(self.class_names) != n_classes:
             return f"class_names: expected {n_classes} names for {len(self.thresholds)} thresholds"
@@ -228,6 +235,9 @@ class AnalysisSpec:
     smallest_effect: float = 0.01  # the smallest change in the metric worth calling a difference
     alpha: float = 0.05  # error rate of each family of verdicts
     forecast_sizes: tuple[int | str, ...] = ()  # data sizes to forecast ("all" = whole pool; () = 2x, 4x, all)
+    # a study of the same sentences under another labelling (e.g. three classes from the same score),
+    # whose results folder sits next to this one's: the report compares the two on the same test sentences
+    labelling_study: str = ""
 
     def check(self, key: str) -> str | None:
         if not 0 < self.smallest_effect < 1:
@@ -236,6 +246,8 @@ class AnalysisSpec:
             return "alpha: expected a number in (0, 0.5)"
         if any(v != ALL and (not isinstance(v, int) or v < 1) for v in self.forecast_sizes):
             return "forecast_sizes: expected positive integers or \"all\""
+        if self.labelling_study and not all(c.isalnum() or c in "-_." for c in self.labelling_study):
+            return "labelling_study: expected a study name (letters, digits, '-', '_' or '.')"
         return None
 
 

@@ -114,6 +114,10 @@ STUDY_CASES = [
     ("vary-bad-value", ['grid.vary={"train.optimizer" = ["sgd", "adam"]}'],
      ["key 'grid.vary.train.optimizer'", "value 'adam'", "expected \"adamw\" or \"sgd\""]),
     ("analysis-alpha", ["analysis.alpha=0.7"], ["key 'analysis.alpha'", "(0, 0.5)"]),
+    ("split-thresholds-without-a-score", ["data.split_thresholds=[0.0]"],
+     ["study.toml", "key 'data.split_thresholds': expected only with data.thresholds"]),
+    ("labelling-study-not-a-name", ['analysis.labelling_study="../x"'],
+     ["key 'analysis.labelling_study'", "expected a study name"]),
 ]
 
 

@@ -90,3 +90,18 @@ def test_thresholds_cut_a_score_into_classes(values, thresholds, expected):
 def test_label_values_as_they_are():
     labels, names, *_ = encode_labels(pd.Series(["pos", "neg", "pos"], name="y"), DataSpec(), "x")
     assert labels.tolist() == [1, 0, 1] and names == ["neg", "pos"]
+
+
+def test_split_thresholds_give_a_three_class_labelling_the_binary_splits(snippets):
+    """The same score cut in three classes, split by the binary cut: the same validation and test
+    sentences as the binary study, which its own three-class strata would not give."""
+    import dataclasses
+
+    three = dict(thresholds=(-0.5, 0.5), class_names=("negative", "neutral", "positive"))
+    twin = load_dataset(dataclasses.replace(SNIPPETS, **three, split_thresholds=(0.0,)))
+    assert twin.texts == snippets.texts
+    for part in ("train_pool", "val", "test"):
+        assert np.array_equal(getattr(twin, part), getattr(snippets, part)), part
+    assert np.bincount(twin.labels).tolist() == [1235, 748, 1725]  # 748 near-neutral: (-0.5, 0.5]
+    own = load_dataset(dataclasses.replace(SNIPPETS, **three))
+    assert not np.array_equal(own.test, snippets.test)

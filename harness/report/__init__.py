@@ -16,7 +16,8 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.evidence import from_records
-from harness.report import answers, calibration, cells, effects, gallery, lab, overfitting, provenance, seeds, tuning
+from harness.report import (answers, calibration, cells, effects, gallery, lab, labelling, overfitting, provenance,
+                            seeds, tuning)
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 
@@ -40,7 +41,8 @@ def build(stored: Stored) -> dict:
              "curves": overfitting.curves(stored), "calibration": calibration.compute(stored, ev),
              "tuning": tuning.compute(stored)}
     parts["lab"] = lab.compute(stored, ev, runs, summary)
-    parts["lab_sentences"] = lab.sentences(stored, parts["lab"])
+    parts["labelling"] = labelling.compute(stored, ev, summary)
+    parts["lab_sentences"] = lab.sentences(stored, parts["lab"], labelling.sentence(parts["labelling"]))
     return parts
 
 
@@ -54,7 +56,7 @@ def render(stored: Stored, parts: dict, drawn: dict) -> str:
     lines += calibration.render(stored, parts["calibration"], parts["summary"])
     lines += gallery.render(drawn)
     lines += tuning.render(stored, parts["tuning"], parts["summary"])
-    lines += lab.render(stored, parts["lab"])
+    lines += lab.render(stored, parts["lab"], labelling.render(parts["labelling"]))
     lines += seeds.render(stored, parts["sequential"])
     lines += provenance.methods(stored, {m.metric: m.note for m in parts["estimates"]})
     lines += provenance.provenance(stored)
@@ -74,7 +76,7 @@ def tables(stored: Stored, parts: dict) -> dict[str, pd.DataFrame]:
             "tuning_trials": tune.trials, "expected_max": tune.expected,
             "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts["lab"].forecasts
                                    if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
-            "score_bands": parts["lab"].bands}
+            "score_bands": parts["lab"].bands, "labelling": labelling.frame(parts["labelling"])}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:

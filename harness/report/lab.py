@@ -139,7 +139,8 @@ def _leak(ev_: Evidence, seen: list[int]) -> dict:
 
 # --- the answers and the page -----------------------------------------------------------------
 
-def sentences(stored: Stored, lab: Lab) -> list[str]:
+def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
+    """The section's answers; ``labelling`` is the binary against three-class sentence (harness.report.labelling)."""
     out = []
     full = [f for f in lab.forecasts if f["forecast"].curve is not None]
     if full:
@@ -170,8 +171,10 @@ def sentences(stored: Stored, lab: Lab) -> list[str]:
                    f"of the time, against "
                    f"{_band_text(lab, 'clear')} on the {g['clear']} clear ones: {effect(g['gap'], g['lo'], g['hi'])} "
                    f"(95% interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
-                   "label rests on a near-zero mean rating the model does little better than chance: a neutral "
-                   "class (studies/three_class.toml) measures those sentences as what they are.")
+                   "label rests on a near-zero mean rating the model does little better than chance."
+                   + (f" {labelling}" if labelling else ""))
+    elif labelling:
+        out.append(f"**Is binary too coarse?** {labelling}")
     return out
 
 
@@ -197,9 +200,11 @@ def _band_text(lab: Lab, band: str) -> str:
     return estimate(row["accuracy"], row["lo"], row["hi"])
 
 
-def render(stored: Stored, lab: Lab) -> list[str]:
+def render(stored: Stored, lab: Lab, labelling: list[str] | None = None) -> list[str]:
+    """The section; ``labelling``: the binary against three-class subsection, placed after the score bands."""
     lines = ["## 7. The whole data set, cost, labels and data", ""]
-    lines += _render_forecasts(stored, lab) + _render_cost(lab) + _render_bands(lab) + _render_audit(stored, lab)
+    lines += _render_forecasts(stored, lab) + _render_cost(lab) + _render_bands(lab) + (labelling or []) + \
+        _render_audit(stored, lab)
     return lines
 
 
