@@ -25,13 +25,18 @@ BINS = 15  # Guo et al. (2017) use 15 equal-width bins
 
 
 def as_probs(probs: Sequence[float] | np.ndarray) -> np.ndarray:
-    """(N, K) class probabilities; a 1-D input is the positive-class probability of a binary task."""
+    """(N, K) class probabilities; a 1-D input is the positive-class probability of a binary task.
+
+    Stored probabilities are rounded (to 3 places), so a row of K >= 3 may sum to 1 +- 0.002: rows
+    are divided by their sums, as scikit-learn's log_loss would, which then warns no more.
+    """
     p = np.asarray(probs, dtype=float)
     if p.ndim == 1:
         p = np.column_stack([1.0 - p, p])
     if p.ndim != 2 or p.shape[1] < 2:
         raise ValueError(f"probabilities must be (N,) or (N, K >= 2), got shape {p.shape}")
-    return p
+    total = p.sum(axis=1, keepdims=True)
+    return np.divide(p, total, out=p.copy(), where=total > 0)
 
 
 def per_class(labels: Sequence[int], probs, class_names: Sequence[str] | None = None) -> pd.DataFrame:
