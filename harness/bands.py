@@ -15,6 +15,9 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
+from harness import estimate
+from harness import estimate_verdicts as ev
+
 LEVEL = 0.95
 # the three-class study's cut, |score| <= 0.5 roughly: (-0.5, 0.5] is near neutral, the rest clear
 NEUTRAL_EDGES = (-0.5, 0.5)
@@ -27,6 +30,20 @@ def band_of(scores, edges=NEUTRAL_EDGES, names=NEUTRAL_NAMES) -> np.ndarray:
     if len(names) != len(edges) + 1:
         raise ValueError(f"{len(edges)} band edges need {len(edges) + 1} names, got {len(names)}")
     return np.asarray(names, dtype=object)[np.searchsorted(np.asarray(edges), np.asarray(scores, float), side="left")]
+
+
+def cluster_variance(influence, groups) -> tuple[float, int]:
+    """(CR1 variance of a linear statistic sum_i w_i y_i, number of groups), from its per-example
+    influence w_i (y_i - its mean): G/(G-1) sum_g (sum_{i in g} influence_i)^2 (Liang & Zeger 1986).
+
+    For a mean, influence_i = (y_i - ybar) / N; this is statsmodels' OLS on a constant with
+    cov_type="cluster". NaN variance with fewer than 2 groups.
+    """
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(g.max()) + 1 if len(g) else 0
+    if n_groups < 2:
+        return math.nan, n_groups
+    return float(n_groups / (n_groups - 1) * np.sum(np.bincount(g, np.asarray(influence, dtype=float)) ** 2)), n_groups
 
 
 def clustered_accuracy(correct, groups, level: float = LEVEL) -> dict:
@@ -42,14 +59,14 @@ def clustered_accuracy(correct, groups, level: float = LEVEL) -> dict:
     over that of as many independent examples.
     """
     y = np.atleast_2d(np.asarray(correct, dtype=float)).mean(axis=0)
-    _, g = np.unique(np.asarray(groups), return_inverse=True)
-    n, n_groups = len(y), int(g.max()) + 1 if len(g) else 0
+    n = len(y)
+    var, n_groups = cluster_variance((y - y.mean()) / n if n else y, groups)
     out = {"n": n, "groups": n_groups, "accuracy": float(y.mean()) if n else math.nan, "se": math.nan,
            "lo": math.nan, "hi": math.nan, "deff": math.nan}
     if n_groups < 2:
         return out
     p = out["accuracy"]
-    se = math.sqrt(n_groups / (n_groups - 1) * np.sum(np.bincount(g, y - p) ** 2)) / n
+    se = math.sqrt(var)
     n_eff = p * (1 - p) / se ** 2 if se > 0 and 0 < p < 1 else float(n)
     # Wilson at z = t_{G-1, (1+level)/2}: the normal level whose quantile that t is
     alpha = 2 * stats.norm.sf(stats.t.ppf(0.5 + level / 2, n_groups - 1))
@@ -87,3 +104,31 @@ def compare_labellings(scores, groups, tasks: dict, labels: dict | None = None, 
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     return table[["task", *[c for c in table.columns if c != "task"]]]
+
+
+def band_gap(correct, near, groups, level: float = LEVEL) -> dict:
+    """Accuracy on the near-neutral examples minus that on the clear ones, the same runs on both.
+
+    Variance: the seed part, var over runs of each run's gap / runs, plus the test part, the CR1
+    variance of the gap of the run-averaged correctness clustered by group (near-neutral and
+    clear sentences of one review move together); Welch-Satterthwaite df; an atanh interval,
+    inside [-1, 1]. Empty when either band has no example. Conservative: a run's luck on single
+    sentences is counted in both parts (a 95% interval covered 0.985 of 400 simulated studies,
+    tests/test_bands.py).
+    """
+    correct = np.atleast_2d(np.asarray(correct, dtype=float))
+    near = np.asarray(near, dtype=bool)
+    if near.all() or not near.any():
+        return {}
+    per_run = correct[:, near].mean(axis=1) - correct[:, ~near].mean(axis=1)
+    y = correct.mean(axis=0)
+    influence = np.where(near, (y - y[near].mean()) / near.sum(), -(y - y[~near].mean()) / (~near).sum())
+    var_test, n_groups = cluster_variance(influence, groups)
+    var_seed = per_run.var(ddof=1) / len(per_run) if len(per_run) > 1 else 0.0
+    d = float(per_run.mean())
+    df = estimate.satterthwaite(np.array([var_seed, var_test]), np.array([max(len(per_run) - 1, 1), n_groups - 1]))
+    lo, hi = ev.atanh_interval(np.array([d]), np.array([math.sqrt(var_seed + var_test)]),
+                               ev.critical(1 - level, np.array([df])))
+    return {"gap": d, "lo": float(lo[0]), "hi": float(hi[0]), "near": int(near.sum()), "clear": int((~near).sum()),
+            "var_test": var_test, "var_seed": var_seed, "df": float(df),
+            "verdict": ev.verdict(float(lo[0]), float(hi[0]), 0.0).split(",")[0]}

@@ -25,19 +25,10 @@ import math
 import numpy as np
 
 from harness import estimate_verdicts as ev
-from harness.bands import NEUTRAL_EDGES, NEUTRAL_NAMES, band_of, clustered_accuracy
+from harness.bands import NEUTRAL_EDGES, NEUTRAL_NAMES, band_of, cluster_variance, compare_labellings
+from harness.estimate import satterthwaite
 
 LEVEL = 0.95
-
-
-def cluster_variance(y: np.ndarray, groups: np.ndarray) -> tuple[float, int]:
-    """(CR1 variance of the mean of y, number of groups): G/(G-1) sum_g (sum_{i in g} (y_i - ybar))^2 / N^2."""
-    y = np.asarray(y, dtype=float)
-    _, g = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = int(g.max()) + 1 if len(g) else 0
-    if n_groups < 2:
-        return math.nan, n_groups
-    return float(n_groups / (n_groups - 1) * np.sum(np.bincount(g, y - y.mean()) ** 2) / len(y) ** 2), n_groups
 
 
 def difference(a, b, groups, level: float = LEVEL, delta: float = 0.01) -> dict:
@@ -46,24 +37,24 @@ def difference(a, b, groups, level: float = LEVEL, delta: float = 0.01) -> dict:
     Variance: var(a's run means)/Ra + var(b's run means)/Rb (the seeds) plus the CR1 variance of
     the mean of d_i = mean_a(i) - mean_b(i) clustered by ``groups`` (the test sentences); a side
     with one run contributes no seed part (its seed variance is unknown, the interval too narrow:
-    ``seed_parts`` says how many sides had one). Degrees of freedom: Welch-Satterthwaite over
+    ``seed_parts`` says how many sides had more than one). Degrees of freedom: Welch-Satterthwaite over
     Ra - 1, Rb - 1 and G - 1.
     """
     a, b = (np.atleast_2d(np.asarray(x, dtype=float)) for x in (a, b))
     d_i = a.mean(axis=0) - b.mean(axis=0)
     d = float(d_i.mean())
-    var_test, n_groups = cluster_variance(d_i, groups)
+    var_test, n_groups = cluster_variance((d_i - d) / len(d_i), groups)
     parts, dfs = [var_test], [n_groups - 1]
     for runs in (a, b):
         if len(runs) > 1:
             parts.append(float(runs.mean(axis=1).var(ddof=1) / len(runs)))
             dfs.append(len(runs) - 1)
     if not math.isfinite(var_test):
-        return {"difference": d, "se": math.nan, "df": math.nan, "lo": math.nan, "hi": math.nan,
-                "verdict": ev.verdict(math.nan, math.nan, delta), "groups": n_groups}
+        return {"difference": d, "se": math.nan, "df": math.nan, "lo": math.nan, "hi": math.nan, "groups": n_groups,
+                "var_test": math.nan, "var_seed": math.nan, "seed_parts": len(parts) - 1,
+                "verdict": ev.verdict(math.nan, math.nan, delta)}
     var = sum(parts)
-    den = sum(v ** 2 / f for v, f in zip(parts, dfs) if v > 0)
-    df = var ** 2 / den if den > 0 else math.inf
+    df = float(satterthwaite(np.array(parts), np.array(dfs, dtype=float)))
     lo, hi = ev.atanh_interval(np.array([d]), np.array([math.sqrt(var)]), ev.critical(1 - level, np.array([df])))
     lo, hi = float(lo[0]), float(hi[0])
     return {"difference": d, "se": math.sqrt(var), "df": df, "lo": lo, "hi": hi, "groups": n_groups,
@@ -81,22 +72,22 @@ def compare(binary_correct, three_correct, three_pred, scores, groups, binary_la
     accuracies and the share of clear sentences the three-class runs call neutral) and ``near``
     (each side's clustered accuracy and the band's majority share under each labelling).
     """
-    band = band_of(scores, edges, NEUTRAL_NAMES[:len(edges) + 1])
+    names = NEUTRAL_NAMES[:len(edges) + 1]
+    band = band_of(scores, edges, names)
     groups = np.asarray(groups)
     binary_correct, three_correct, three_pred = (np.atleast_2d(np.asarray(x, dtype=float))
                                                  for x in (binary_correct, three_correct, three_pred))
+    table = compare_labellings(scores, groups, {"binary": binary_correct, "three": three_correct},
+                               {"binary": binary_labels, "three": three_labels}, edges, names, level)
+    row = lambda task, b: table[(table["task"] == task) & (table["band"] == b)].iloc[0].to_dict()  # noqa: E731
     clear, near = band == "clear", band == "near-neutral"
     out = {"n": len(band), "runs": (len(binary_correct), len(three_correct))}
     if clear.sum() and len(np.unique(groups[clear])) >= 2:
         out["clear"] = difference(binary_correct[:, clear], three_correct[:, clear], groups[clear], level, delta) | {
-            "n": int(clear.sum()),
-            "binary": clustered_accuracy(binary_correct[:, clear], groups[clear], level),
-            "three": clustered_accuracy(three_correct[:, clear], groups[clear], level),
+            "n": int(clear.sum()), "binary": row("binary", "clear"), "three": row("three", "clear"),
             "called_neutral": float((three_pred[:, clear] == neutral).mean())}
     if near.sum() and len(np.unique(groups[near])) >= 2:
-        share = lambda labels: float(np.bincount(np.asarray(labels)[near]).max() / near.sum())  # noqa: E731
-        out["near"] = {"n": int(near.sum()),
-                       "binary": clustered_accuracy(binary_correct[:, near], groups[near], level),
-                       "three": clustered_accuracy(three_correct[:, near], groups[near], level),
-                       "binary_majority": share(binary_labels), "three_majority": share(three_labels)}
+        binary, three = row("binary", "near-neutral"), row("three", "near-neutral")
+        out["near"] = {"n": int(near.sum()), "binary": binary, "three": three,
+                       "binary_majority": binary["majority"], "three_majority": three["majority"]}
     return out

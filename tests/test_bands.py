@@ -102,3 +102,44 @@ def test_compare_labellings_puts_both_tasks_side_by_side():
     assert got.loc[("binary", "near-neutral"), "majority"] == 0.75  # three of the four scores are > 0
     assert got.loc[("three-class", "near-neutral"), "majority"] == 1.0  # all four are neutral
     assert table.columns[0] == "task" and len(table) == 4
+
+
+def test_band_gap_test_part_is_statsmodels_cluster_robust_variance_of_the_difference():
+    correct, g = clustered(np.random.default_rng(1), 40, 8, 0.75, runs=4)
+    near = np.random.default_rng(2).random(correct.shape[1]) < 0.2
+    got = bands.band_gap(correct, near, g)
+    y = correct.mean(axis=0)
+    X = sm.add_constant(near.astype(float))
+    fit = sm.OLS(y, X).fit(cov_type="cluster", cov_kwds={"groups": g})  # correction G/(G-1) (N-1)/(N-2)
+    n = len(y)
+    assert got["gap"] == pytest.approx(fit.params[1])
+    assert got["var_test"] * (n - 1) / (n - 2) == pytest.approx(fit.bse[1] ** 2, rel=1e-10)
+    per_run = correct[:, near].mean(axis=1) - correct[:, ~near].mean(axis=1)
+    assert got["var_seed"] == pytest.approx(per_run.var(ddof=1) / 4)
+    assert -1 <= got["lo"] < got["gap"] < got["hi"] <= 1
+
+
+def _gap_study(rng, reviews: int = 60, per: int = 12, runs: int = 5):
+    """Sentences of `reviews` reviews, a fifth near neutral and harder; runs whose luck moves them all."""
+    review = rng.normal(0, 0.8, reviews).repeat(per)
+    near = rng.random(reviews * per) < 0.2
+    item = review + rng.normal(0, 1.0, reviews * per) - 1.2 * near
+    seed = rng.normal(0, 0.25, (runs, 1))
+    correct = (rng.random((runs, len(item))) < 1 / (1 + np.exp(-(1.3 + item + seed)))).astype(float)
+    return correct, near, np.arange(reviews).repeat(per)
+
+
+def test_band_gap_interval_covers_the_population_gap_at_95_percent_or_a_little_more():
+    """Conservative: each run's luck on single sentences is in both the seed part and the test part
+    (0.985 here, not 0.95)."""
+    big = np.random.default_rng(11)
+    draws = 400_000
+    near = big.random(draws) < 0.2
+    item = big.normal(0, 0.8, draws) + big.normal(0, 1.0, draws) - 1.2 * near
+    p = 1 / (1 + np.exp(-(1.3 + item + big.normal(0, 0.25, draws))))
+    truth = p[near].mean() - p[~near].mean()
+    rng = np.random.default_rng(12)
+    hits = [(lambda r: r["lo"] <= truth <= r["hi"])(bands.band_gap(*_gap_study(rng))) for _ in range(400)]
+    coverage = float(np.mean(hits))
+    print(f"\nband gap {truth:+.3f}: coverage of the 95% interval {coverage:.3f} over 400 studies")
+    assert 0.93 <= coverage <= 0.995, coverage  # binomial sd at 400 studies: 0.011
