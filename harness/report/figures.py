@@ -175,15 +175,16 @@ def forecast(curves: list[dict], path: Path) -> Path:
 
 
 def pareto(cells: pd.DataFrame, frontier: pd.DataFrame, path: Path) -> Path:
-    """Each cell's accuracy (with its interval) against its training seconds per run; the frontier joined."""
+    """Each cell's test accuracy (with its interval) against its training seconds per run; the frontier
+    (chosen on validation accuracy) joined."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.errorbar(cells["seconds_per_run"], cells["accuracy_mean"],
                 yerr=[cells["accuracy_mean"] - cells["accuracy_lo"], cells["accuracy_hi"] - cells["accuracy_mean"]],
                 fmt="o", color="tab:gray", alpha=0.6, capsize=2)
-    ax.plot(frontier["seconds_per_run"], frontier["accuracy_mean"], color="tab:green", marker="o", label="frontier")
+    ax.plot(frontier["seconds_per_run"], frontier["accuracy_mean"], color="tab:green", marker="o", label="frontier (by validation)")
     for r in frontier.itertuples():
         ax.annotate(r.label, (r.seconds_per_run, r.accuracy_mean), fontsize=6, xytext=(3, 3),
                     textcoords="offset points")
-    ax.set(xscale="log", xlabel="training seconds per evaluation run (log scale)", ylabel="accuracy")
+    ax.set(xscale="log", xlabel="training seconds per evaluation run (log scale)", ylabel="test accuracy")
     ax.legend(fontsize=7)
     return _save(fig, path)

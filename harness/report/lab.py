@@ -5,16 +5,14 @@ audit found.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from harness import cost, forecast
-from harness import estimate_verdicts as ev
 from harness.audit import Findings
-from harness.bands import band_of, by_band
+from harness.bands import band_gap, band_of, by_band
 from harness.report.cells import best_cell
 from harness.evidence import Evidence
 from harness.report.format import effect, estimate, label, md_table, num
@@ -41,7 +39,7 @@ def compute(stored: Stored, ev_: Evidence, runs: pd.DataFrame, summary: pd.DataF
     if len(kept) >= 2:  # chosen on validation accuracy; the test accuracies are reported beside
         lab.cost = cost.cheapest_within(kept, "seconds_per_run", "val_mean", stored.analysis.smallest_effect)
         lab.cost["test"] = kept.set_index("label")["accuracy_mean"].to_dict()
-        lab.frontier = cost.frontier(kept, "seconds_per_run")
+        lab.frontier = cost.frontier(kept, "seconds_per_run", "val_mean")  # chosen on validation, as above
     lab.bands, lab.band_gap = _bands(stored, ev_, summary)
     audit = stored.splits.get("audit")
     if audit:
@@ -103,26 +101,9 @@ def _bands(stored: Stored, ev_: Evidence, summary: pd.DataFrame) -> tuple[pd.Dat
     c = list(ev_.cells["cell"]).index(best)
     correct = ev_.Y[c][ev_.kept[c]]
     near = band_of(scores) == "near-neutral"
-    return by_band(correct, scores, ev_.groups).assign(cell=best), _gap(correct, near, ev_.groups) | {"cell": best}
-
-
-def _gap(correct: np.ndarray, near: np.ndarray, groups: np.ndarray) -> dict:
-    """Near-neutral minus clear accuracy: seed part (over runs) plus the test part clustered by group."""
-    if near.all() or not near.any():
-        return {}
-    per_run = correct[:, near].mean(axis=1) - correct[:, ~near].mean(axis=1)
-    y = correct.mean(axis=0)
-    influence = np.where(near, (y - y[near].mean()) / near.sum(), -(y - y[~near].mean()) / (~near).sum())
-    _, g = np.unique(groups, return_inverse=True)
-    G = g.max() + 1
-    var_test = G / (G - 1) * np.sum(np.bincount(g, influence) ** 2)
-    var_seed = per_run.var(ddof=1) / len(per_run) if len(per_run) > 1 else 0.0
-    d = float(per_run.mean())
-    se = math.sqrt(var_seed + var_test)
-    df = ev.satterthwaite_pair(var_seed, var_test, max(len(per_run) - 1, 1), G - 1)
-    lo, hi = ev.atanh_interval(np.array([d]), np.array([se]), ev.critical(0.05, np.array([df])))
-    return {"gap": d, "lo": float(lo[0]), "hi": float(hi[0]), "near": int(near.sum()), "clear": int((~near).sum()),
-            "verdict": ev.verdict(float(lo[0]), float(hi[0]), 0.0).split(",")[0]}
+    level = 1 - stored.analysis.alpha
+    return by_band(correct, scores, ev_.groups, level=level).assign(cell=best), \
+        band_gap(correct, near, ev_.groups, level) | {"cell": best, "level": level}
 
 
 def _leak(ev_: Evidence, seen: list[int]) -> dict:
@@ -170,7 +151,7 @@ def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
                    f"the best cell by validation ({label(g['cell'])}) is right {_band_text(lab, 'near-neutral')} "
                    f"of the time, against "
                    f"{_band_text(lab, 'clear')} on the {g['clear']} clear ones: {effect(g['gap'], g['lo'], g['hi'])} "
-                   f"(95% interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
+                   f"({g['level']:.0%} interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
                    "label rests on a near-zero mean rating the model does little better than chance."
                    + (f" {labelling}" if labelling else ""))
     elif labelling:
@@ -244,8 +225,9 @@ def _render_cost(lab: Lab) -> list[str]:
              f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params) else "n/a"]
             for r in lab.frontier.itertuples()]
     return ["### Accuracy against cost", "", f"{_cost_sentence(lab.cost)}. The cells no other cell beats on both "
-            "accuracy and training seconds per run (the Pareto frontier):", ""] + \
-        md_table(["cell", "accuracy", "s/run", "trainable params"], rows)
+            "validation accuracy and training seconds per run (the Pareto frontier, chosen on validation; test "
+            "accuracy shown):", ""] + \
+        md_table(["cell", "test accuracy", "s/run", "trainable params"], rows)
 
 
 def _render_bands(lab: Lab) -> list[str]:

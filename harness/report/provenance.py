@@ -68,7 +68,7 @@ def protocol(stored: Stored) -> str:
              f"{len(splits.get('test_labels', ''))} examples)") if splits else ""
     seen: dict[str, str] = {}
     for cell in expand(stored.study):
-        name = cell.values[3][1] if len(cell.values) > 3 and cell.values[3][0] == "grid" else ""
+        name = dict(cell.values).get("grid", "")
         seen.setdefault(_clause(cell.study), name)
     clauses = [(f"grid {name}: " if name else "") + clause for clause, name in seen.items()]
     return "; ".join(clauses) + f"; each run tested once{sizes}; tuning never sees the test split, nor does the " \
