@@ -182,7 +182,7 @@ def running(looks: list[Look], delta: float) -> dict[str, dict[Key, dict]]:
                 lo, hi = np.fmax(row["lo"], f.lo[i]), np.fmin(row["hi"], f.hi[i])
                 lo, hi = (float(lo), float(hi)) if lo <= hi else (float(f.lo[i]), float(f.hi[i]))
                 verdict = _verdict(lo, hi, delta)
-                if row["decided_at"] < 0 and decided(verdict):
+                if decided(verdict):
                     row["decided_at"] = k
                 row.update(lo=lo, hi=hi, estimate=float(f.estimate[i]), look=k, index=i, verdict=verdict)
     return out

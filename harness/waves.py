@@ -161,10 +161,11 @@ def _undecided(looks: list[seq.Look], combined: dict[str, pd.DataFrame], ev_: Ev
                delta: float) -> pd.DataFrame:
     """Each undecided comparison: seeds per cell that would decide it (estimate_verdicts.plan at the alpha not
     yet spent; once all is spent, at what the last look spent), the runs and seconds that would take."""
-    cost, kept, rows = ev_.cost(), ev_.n_kept, []
+    cost, rows = ev_.cost(), []
     for name, table in combined.items():
         for r in table[~table["verdict"].map(seq.decided)].itertuples():
             f = looks[r.look].families[name]
+            kept = looks[r.look].comp.n_runs  # the runs of the look this comparison stands at
             w = f.W[r.index]
             level = seq.family_level(np.eye(len(f.keys)), alpha_rest if alpha_rest > 1e-9 else looks[-1].alpha)
             now = float((w ** 2).sum() / np.where(w != 0, w ** 2 / np.maximum(kept, 1), 0.0).sum())
