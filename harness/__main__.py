@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -30,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     add_worker_commands(commands)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
-    catch_ctrl_c()
     try:
-        return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
-            args, console)
+        with ctrl_c_stops():
+            return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
+                args, console)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -43,15 +45,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def catch_ctrl_c() -> None:
-    """Ctrl-C stops the run wherever it lands, and says so in one line.
+@contextlib.contextmanager
+def ctrl_c_stops() -> Iterator[None]:
+    """Ctrl-C stops the command wherever it lands, and says so in one line.
 
     Python raises KeyboardInterrupt where the signal lands; landing in a garbage-collection
     callback, it would be printed as an ignored exception and lost. So the flag is set too, and
     every run checks it at each epoch; a KeyboardInterrupt swallowed that way is not printed.
-    A process started with Ctrl-C ignored (nohup, a background job) keeps ignoring it.
+    The handler, the hook and the flag are as before once the command returns. A process
+    started with Ctrl-C ignored (nohup, a background job) keeps ignoring it.
     """
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
         return
 
     def interrupt(signum, frame) -> None:
@@ -60,10 +65,18 @@ def catch_ctrl_c() -> None:
 
     def unraisable(info) -> None:
         if not issubclass(info.exc_type, KeyboardInterrupt):
-            sys.__unraisablehook__(info)
+            previous_hook(info)
 
+    previous_hook = sys.unraisablehook
+    INTERRUPTED.clear()
     signal.signal(signal.SIGINT, interrupt)
     sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        sys.unraisablehook = previous_hook
+        INTERRUPTED.clear()
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:

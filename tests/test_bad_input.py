@@ -188,6 +188,21 @@ def test_bad_study_value_is_one_line_exit_2_and_results_untouched(tmp_path, monk
     assert snapshot(tmp_path) == before
 
 
+def test_the_command_leaves_ctrl_c_handling_as_it_found_it(tmp_path, monkeypatch, capsys):
+    """main() catches Ctrl-C its own way while it runs; a caller in the same process gets Python's back."""
+    import signal
+
+    from harness.errors import INTERRUPTED
+
+    (tmp_path / "data.csv").write_bytes(GOOD)
+    write_study(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    hook = sys.unraisablehook
+    assert main(["run", "study.toml", "--set", "search.trials=1.5"]) == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert sys.unraisablehook is hook and not INTERRUPTED.is_set()
+
+
 # cases about the study file itself or the results directory, not a --set away from the good study
 @pytest.mark.parametrize("study_text, study_name, owner, parts", [
     (STUDY, "study.toml", "f" * 16, ["results/bad: written by study 'bad' with fingerprint ffff",
