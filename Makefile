@@ -12,7 +12,8 @@ PY      = $(VENV)/bin/python
 STUDY  ?= studies/default.toml
 WORKERS ?=
 ARGS ?=
-# the default study's report compares binary with three-class labels of the same test sentences
+# the default study's report compares binary with three-class labels of the same test sentences;
+# ARGS go to both studies
 COMPANION = $(if $(filter studies/default.toml,$(STUDY)),studies/three_class.toml,)
 
 .PHONY: install test ablation report bench clean
