@@ -62,8 +62,7 @@ def run_ours(cell: Cell, data: BenchData, model: str, device: torch.device) -> S
             trial = search.ask()
             tuned.append(run_trial(ctx, cells[0], trial))
             tuning.settle(search, trial.number, tuned[-1])
-        done = search.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        params = tuning.best_params(search) if done else fixed_params(cells[0])  # as harness.runner.tune_cell
+        params = tuning.best_params(search, fixed_params(cells[0]))  # as harness.runner.tune_cell
         # seed 0 with the best parameters is the best trial: not trained again (harness.execute.reusable)
         evals = [evaluation(ctx, cells[0], seed, params, tuned) for seed in range(cell.seeds)]
         return SideResult(time.perf_counter() - started, [r.test["accuracy"] for r in evals], params,

@@ -54,7 +54,7 @@ def family_level(corr: np.ndarray, alpha: float = ALPHA, top: np.ndarray | None 
     if len(corr) <= 1:
         return alpha
     if np.allclose(corr, np.eye(len(corr)), atol=1e-12):
-        return 1 - (1 - alpha) ** (1 / len(corr))  # Sidak (1967): exact for independent estimates
+        return sidak(alpha, len(corr))  # exact for independent estimates
     top = max_abs_draws(corr) if top is None else top
     return float(2 * stats.norm.sf(np.quantile(top, 1 - alpha)))
 
@@ -70,6 +70,11 @@ def family_p(p: np.ndarray, top: np.ndarray) -> np.ndarray:
 def correlation(cov: np.ndarray) -> np.ndarray:
     sd = np.sqrt(np.diag(cov))
     return cov / np.outer(sd, sd)
+
+
+def sidak(alpha: float, k: int) -> float:
+    """Per-estimate level 1 - (1 - alpha)^(1/k) (Sidak 1967), accurate at tiny alpha."""
+    return float(-np.expm1(np.log1p(-alpha) / max(k, 1)))
 
 
 def critical(level: float, df: np.ndarray) -> np.ndarray:

@@ -118,8 +118,7 @@ def tune_cell(ctx: Context, results: Results, cell: Cell) -> dict:
     completed = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     if not completed:
         ctx.display.log(f"{cell.id}: no tuning trial completed; using the fixed lr and batch size")
-        return fixed_params(cell)
-    return tuning.best_params(optuna_study)
+    return tuning.best_params(optuna_study, fixed_params(cell))
 
 
 def run_waves(ctx: Context, results: Results) -> None:

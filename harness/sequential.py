@@ -45,6 +45,7 @@ from scipy import special
 from harness import estimate as est
 from harness import estimate_grid as eg
 from harness import estimate_verdicts as ev
+from harness.estimate_verdicts import sidak
 
 DRAWS = ev.DRAWS  # Monte Carlo draws of max |Z| per family
 MC_FLOOR = 50  # draws beyond the max-t quantile below which Sidak's level is used instead
@@ -87,11 +88,6 @@ def family_level(corr: np.ndarray, alpha: float, draws: int | None = None, seed:
     if alpha * draws < MC_FLOOR:
         return sidak(alpha, K)
     return ev.family_level(corr, alpha, ev.max_abs_draws(corr, draws, seed))
-
-
-def sidak(alpha: float, k: int) -> float:
-    """Per-estimate level 1 - (1 - alpha)^(1/k) (Sidak 1967), accurate at tiny alpha."""
-    return float(-np.expm1(np.log1p(-alpha) / max(k, 1)))
 
 
 @dataclass(frozen=True)
@@ -181,14 +177,10 @@ def running(looks: list[Look], delta: float) -> dict[str, dict[Key, dict]]:
                     continue  # decided: its interval, estimate and verdict stay those of the look that decided it
                 lo, hi = np.fmax(row["lo"], f.lo[i]), np.fmin(row["hi"], f.hi[i])
                 lo, hi = (float(lo), float(hi)) if lo <= hi else (float(f.lo[i]), float(f.hi[i]))
-                verdict = _verdict(lo, hi, delta)
+                verdict = ev.verdict(lo, hi, delta)  # no finite interval: "undecided: no interval"
                 if decided(verdict):
                     row["decided_at"] = k
                 row.update(lo=lo, hi=hi, estimate=float(f.estimate[i]), look=k, index=i, verdict=verdict)
     return out
 
 
-def _verdict(lo: float, hi: float, delta: float) -> str:
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        return ev.verdict(math.nan, math.nan, delta)
-    return ev.verdict(lo, hi, delta)

@@ -117,13 +117,16 @@ def interrupted(study: optuna.Study) -> list[int]:
     return study.user_attrs.get(INTERRUPTED, [])
 
 
-def best_params(study: optuna.Study) -> dict:
-    """Parameters of the best complete trial, the earliest among equals.
+def best_params(study: optuna.Study, fallback: dict | None = None) -> dict:
+    """Parameters of the best complete trial, the earliest among equals; ``fallback`` (a cell's fixed
+    parameters) when no trial completed.
 
     Optuna's SQL query leaves ties (common with accuracy on a small validation set)
     in no stated order; trial order is the same in an interrupted and resumed study.
     """
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    if not trials and fallback is not None:
+        return dict(fallback)
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     return dict(min(trials, key=lambda t: (sign * t.value, t.number)).params)
 

@@ -152,10 +152,9 @@ def train(ctx: execute.Context, shared: Shared, unit: Unit) -> RunRecord:
 
 def eval_params(shared: Shared, cell: Cell) -> dict:
     """The best tuning trial's parameters (every worker gets the same: tuning is settled), else fixed."""
-    tune = shared.optuna_study(cell, "tune")
-    if cell.study.search.trials and tune.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return tuning.best_params(tune)
-    return execute.fixed_params(cell)
+    if not cell.study.search.trials:
+        return execute.fixed_params(cell)
+    return tuning.best_params(shared.optuna_study(cell, "tune"), execute.fixed_params(cell))
 
 
 # --- results ---------------------------------------------------------------------------------
