@@ -33,7 +33,7 @@ NOTES = [
     "behaviour); the harness's is the best epoch's.",
     "The Optuna trials tune with seed 0, which also evaluates: the harness scores each finished trial on the "
     "test set (held back from tuning) and its seed-0 evaluation run is the best trial itself (same seed, split, "
-    "lr and batch size; bit for bit the same run on the CPU, tests/test_determinism.py), as harness.runner does "
+    "lr and batch size; bit for bit the same run on the CPU, tests/test_determinism.py), as harness.run.runner does "
     "whenever a tuning seed also evaluates; the peer trains seed 0 again.",
     "Data: 500 test reviews fixed (stratified, seed 0); per seed 500 rows from the other 7,500, 10% of "
     "them the validation split; the same row indices on both sides.",
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         data = load_data(args.data)
     except HarnessError as exc:
         sys.exit(f"error: {exc}")
-    # the harness's own choice (harness.runner.pick_device), here without importing Optuna, which
+    # the harness's own choice (harness.run.runner.pick_device), here without importing Optuna, which
     # the GPU machines lack
     device = torch.device(os.environ.get("HARNESS_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:

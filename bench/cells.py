@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.data import nested_order, split
 from harness.errors import HarnessError
-from harness.sources import read_table
+from harness.data import read_table
 from harness.study import TrainSpec
 
 # the review file lives outside the repository (it is never copied into it); --data points elsewhere
@@ -82,7 +82,7 @@ class BenchData:
     n_classes = N_CLASSES
 
     def rows(self, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """(training rows, validation rows) of ``seed``: what harness.execute asks of its data."""
+        """(training rows, validation rows) of ``seed``: what harness.run.execute asks of its data."""
         split_ = self.seed_split(size, seed)
         return split_.train, split_.val
 

@@ -39,9 +39,10 @@ from transformers import (AutoModelForSequenceClassification, AutoTokenizer, Dat
                           DistilBertConfig, Trainer, TrainerCallback, TrainingArguments)
 
 from bench.cells import N_CLASSES, BenchData, train_spec
-from harness.modeling import encoder_parts, load_classifier, model_path, tokenize
-from harness.packing import Layout, compile_blocks
-from harness.train import Inputs, train_run
+from harness.run.modeling import encoder_parts, load_classifier, model_path, tokenize
+from harness.run.packing import Layout, compile_blocks
+from harness.run.packing import Inputs
+from harness.run.train import train_run
 
 # dense bf16 peak without sparsity, from NVIDIA's H100/H200 datasheets (SXM; the PCIe H100 is slower)
 PEAK_BF16 = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12}

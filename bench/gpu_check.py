@@ -53,7 +53,7 @@ def env_stage(args: argparse.Namespace) -> dict:
     import torch
 
     from bench.report import provenance
-    from harness import packing
+    from harness.run import packing
 
     device = context(args)[1]
     out = {"dry_run": DRY, "torch": torch.__version__, "cuda": torch.version.cuda,

@@ -22,7 +22,7 @@ cp "$DATA" .gpu/amazon_multidomain_8k.csv
 rm -rf .gpu/tokenizer .gpu/out
 PYTHONPATH=$PWD "$PY" -c "
 from transformers import AutoTokenizer
-from harness.modeling import model_path
+from harness.run.modeling import model_path
 AutoTokenizer.from_pretrained(model_path('builtin:all-MiniLM-L6-v2')).save_pretrained('.gpu/tokenizer')"
 
 size=$(du -sk .gpu | cut -f1)

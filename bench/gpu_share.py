@@ -30,9 +30,10 @@ import torch
 
 from bench.cells import CELLS, N_CLASSES, BenchData, train_spec
 from bench.gpu import MAX_LENGTH, Scale, distilbert_sized
-from harness.modeling import encoder_parts, freeze_, frozen_prefix, load_classifier, tokenize, top_of
-from harness.packing import Layout
-from harness.train import Inputs, train_run
+from harness.run.modeling import encoder_parts, freeze_, frozen_prefix, load_classifier, tokenize, top_of
+from harness.run.packing import Layout
+from harness.run.packing import Inputs
+from harness.run.train import train_run
 
 HEAD = CELLS["head-only"]
 LR, BATCH = 1e-3, 32
@@ -65,7 +66,7 @@ def share_worker(index: int, cache: str, ks: list[int], window: float, cores: in
         inputs = Inputs(saved["encodings"], saved["states"], device)
         seed = 0
         for k in ks:
-            torch.set_num_threads(max(1, cores // k))  # as harness.worker.launch shares the cores
+            torch.set_num_threads(max(1, cores // k))  # as harness.run.worker.launch shares the cores
             barrier.wait(timeout=120)
             if index < k:
                 epochs, started = 0, time.perf_counter()

@@ -1,10 +1,10 @@
 """The harness side of a cell, built from the harness's own parts.
 
 Tokenise once; one eval-mode forward pass through the frozen part over every
-distinct row the cell touches (``harness.modeling.frozen_prefix``); the Optuna
+distinct row the cell touches (``harness.run.modeling.frozen_prefix``); the Optuna
 trials train only the top on the first seed's split; each seed then trains with
 the best parameters and is tested once. All of it through the execution core
-every study runs on (``harness.execute``): seed 0 with the best parameters is the
+every study runs on (``harness.run.execute``): seed 0 with the best parameters is the
 best trial itself, its test score held back from tuning, not trained again. The clock runs from tokenisation to the last
 test prediction, model loading included.
 """
@@ -21,12 +21,12 @@ import optuna
 import torch
 
 from bench.cells import N_CLASSES, BenchData, Cell, SideResult, train_spec
-from harness import modeling, tuning
-from harness.display import Display
-from harness.execute import evaluation, fixed_params, load_context, run_trial
-from harness.grid import expand
-from harness.modeling import frozen_prefix, load_classifier, tokenize
-from harness.study import GridSpec, ModelSpec, SearchSpec, SeedSpec, Study
+from harness.run import modeling
+from harness.run import tuning
+from harness.run.display import Display
+from harness.run.execute import evaluation, fixed_params, load_context, run_trial
+from harness.study import GridSpec, ModelSpec, SearchSpec, SeedSpec, Study, expand
+from harness.run.modeling import frozen_prefix, load_classifier, tokenize
 
 def search_spec(cell: Cell) -> SearchSpec:
     # no pruning: the peer's Optuna default (MedianPruner, 5 start-up trials) never prunes these budgets
@@ -39,7 +39,7 @@ def open_search(cell: Cell) -> optuna.Study:
 
 
 def bench_study(cell: Cell, model: str) -> Study:
-    """The cell as a one-cell study, so the harness side runs through harness.execute like any study."""
+    """The cell as a one-cell study, so the harness side runs through harness.run.execute like any study."""
     freeze = "all" if cell.trainable_blocks == 0 else 0 if cell.trainable_blocks == "all" else None
     if freeze is None:  # top-k blocks trainable: the depth depends on the model's block count
         freeze = cell.depth(len(modeling.encoder_parts(load_classifier(model, N_CLASSES, 0))[2]))
@@ -52,18 +52,18 @@ def bench_study(cell: Cell, model: str) -> Study:
 def run_ours(cell: Cell, data: BenchData, model: str, device: torch.device) -> SideResult:
     with tempfile.TemporaryDirectory() as cache:
         # a cold tokenisation cache each repetition: the peer tokenises afresh too
-        os.environ["HARNESS_CACHE"], modeling._memory = cache, None
+        os.environ["HARNESS_CACHE"] = cache
         started = time.perf_counter()
         study = bench_study(cell, model)
         cells = expand(study)
         ctx = dataclasses.replace(load_context(study, cells, data, Display(enabled=False)), device=device)
         search, tuned = open_search(cell), []
-        for _ in range(cell.trials):  # the trials tune on seed 0's split, as harness.runner.tune_cell does
+        for _ in range(cell.trials):  # the trials tune on seed 0's split, as harness.run.runner.tune_cell does
             trial = search.ask()
             tuned.append(run_trial(ctx, cells[0], trial))
             tuning.settle(search, trial.number, tuned[-1])
-        params = tuning.best_params(search, fixed_params(cells[0]))  # as harness.runner.tune_cell
-        # seed 0 with the best parameters is the best trial: not trained again (harness.execute.reusable)
+        params = tuning.best_params(search, fixed_params(cells[0]))  # as harness.run.runner.tune_cell
+        # seed 0 with the best parameters is the best trial: not trained again (harness.run.execute.reusable)
         evals = [evaluation(ctx, cells[0], seed, params, tuned) for seed in range(cell.seeds)]
         return SideResult(time.perf_counter() - started, [r.test["accuracy"] for r in evals], params,
                           [len(r.history) for r in tuned + evals])

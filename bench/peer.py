@@ -25,7 +25,7 @@ from transformers.utils import logging as hf_logging
 
 from bench.cells import N_CLASSES, BenchData, Cell, SideResult
 from bench.ours import open_search
-from harness.modeling import encoder_parts, model_path
+from harness.run.modeling import encoder_parts, model_path
 
 hf_logging.set_verbosity_error()
 

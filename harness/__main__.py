@@ -80,9 +80,9 @@ def ctrl_c_stops() -> Iterator[None]:
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
-    from harness.display import Display
+    from harness.run.display import Display
     from harness.report import summary_rows, write_report_and_rows
-    from harness.runner import run_study
+    from harness.run.runner import run_study
     from harness.store import Results
     from harness.study import load_study
 
@@ -133,8 +133,10 @@ def add_worker_commands(commands) -> None:
 
 
 def worker_command(args: argparse.Namespace, console: Console) -> int:
-    from harness import distributed, runner, worker
-    from harness.display import Display
+    from harness.run import distributed
+    from harness.run import runner
+    from harness.run import worker
+    from harness.run.display import Display
 
     study, results, storage, options = shared_study(args)
     if args.processes > 1 and storage.startswith("sqlite"):
@@ -163,8 +165,10 @@ def worker_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def collect_command(args: argparse.Namespace, console: Console) -> int:
-    from harness import distributed, runner, worker
-    from harness.display import Display
+    from harness.run import distributed
+    from harness.run import runner
+    from harness.run import worker
+    from harness.run.display import Display
 
     study, results, storage, options = shared_study(args)
     shared = distributed.Shared(study, distributed.open_storage(storage, args.heartbeat, args.grace), args.grace)
@@ -178,7 +182,7 @@ def collect_command(args: argparse.Namespace, console: Console) -> int:
 
 
 def shared_study(args: argparse.Namespace):
-    from harness import worker
+    from harness.run import worker
     from harness.store import Results
     from harness.study import load_study
 

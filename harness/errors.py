@@ -1,7 +1,9 @@
-"""The one exception type the command line turns into a one-line message and exit status 2."""
+"""The one exception type the command line turns into a one-line message and exit status 2, and what of a
+URL may reach a message or a file (``redact``)."""
 
 from __future__ import annotations
 
+import re
 import threading
 
 
@@ -24,3 +26,9 @@ def stop_if_interrupted() -> None:
     (inside a garbage-collection callback, which swallows exceptions)."""
     if INTERRUPTED.is_set():
         raise KeyboardInterrupt
+
+
+def redact(url: str) -> str:
+    """A URL without its ``user:password@``, for every message, log, manifest and report (data sources,
+    shared storages): ``https://u:p@host/x`` -> ``https://***@host/x``; anything else unchanged."""
+    return re.sub(r"^([A-Za-z][\w+.-]*://)[^/@]*@", r"\1***@", url)

@@ -1,6 +1,6 @@
 """What the stored runs say, as arrays: per-example correctness and predictions of every kept run.
 
-The estimates (harness.estimate_grid), the report and the adaptive seeds (harness.waves) all
+The estimates (harness.stats.contrasts), the report and the adaptive seeds (harness.waves) all
 start here. Y[c, s, i] is 1.0 where the evaluation run of cell c with seed s got example i
 right, 0.0 where wrong, NaN for a run that is missing or left out (failed, diverged or
 collapsed, judged on validation predictions). Seeds are paired across cells by their number:
@@ -19,14 +19,11 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness import diagnostics
-from harness.axes import Axis, axes_of, sort_key
-from harness.grid import Cell, expand
-from harness.records import RunRecord
+from harness.kept import kept
+from harness.study import Axis, Cell, Study, axes_of, expand, filled, sort_key
+from harness.records import RunRecord, decode_classes
 from harness.store import Results
-from harness.study import Study
 
-EXCLUDED = ("failed", "diverged", "collapsed", "pruned")
 
 
 @dataclass(frozen=True)
@@ -86,10 +83,6 @@ def source_of(records: list[RunRecord]) -> str:
     return "test" if any(r.test.get("pred") for r in records if r.role == "eval") else "validation"
 
 
-def kept(record: RunRecord) -> bool:
-    """Whether an evaluation run enters the estimates (harness.diagnostics.degenerate's rule, and not pruned)."""
-    return record.status not in EXCLUDED and diagnostics.degenerate(record.to_dict()) is None
-
 
 def from_results(results: Results, study: Study | None = None) -> Evidence:
     """The evidence of a results folder over every cell of its study (grid order)."""
@@ -134,13 +127,8 @@ def _cells(records: list[RunRecord], axes: list[Axis], cells: list[Cell] | None)
         for r in records:
             if r.role == "eval":
                 seen.setdefault(r.cell, r.axes)
-        rows = [{"cell": c} | {a.column: v.get(a.column, a.levels[0] if a.levels else None) for a in axes}
-                for c, v in sorted(seen.items(), key=lambda kv: sort_key(axes, _filled(axes, kv[1])))]
+        rows = [{"cell": c} | filled(axes, v) for c, v in sorted(seen.items(), key=lambda kv: sort_key(axes, filled(axes, kv[1])))]
     return pd.DataFrame(rows, columns=["cell", *columns])
-
-
-def _filled(axes: list[Axis], values: dict) -> dict:
-    return {a.column: values.get(a.column, a.levels[0] if a.levels else None) for a in axes}
 
 
 def cells_frame(cells: list[Cell], study: Study) -> pd.DataFrame:
@@ -152,12 +140,12 @@ def predictions(record: RunRecord, source: str) -> np.ndarray | None:
     """A run's predicted classes on the test set, or on the validation set at its restored epoch."""
     if source == "test":
         return _digits(record.test["pred"]) if record.test.get("pred") else None
-    restored = next((h for h in record.history if h.get("epoch") == record.best_epoch), {})
+    restored = record.restored
     return _digits(restored["val_pred"]) if restored.get("val_pred") else None
 
 
 def _digits(text: str) -> np.ndarray:
-    return np.frombuffer(text.encode("ascii"), dtype=np.uint8).astype(float) - ord("0")
+    return decode_classes(text).astype(float)
 
 
 def _tune_seconds(records: list[RunRecord], index: dict[str, int]) -> np.ndarray:

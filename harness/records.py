@@ -1,8 +1,10 @@
 """The run record: one finished training run (an Optuna trial or an evaluation seed), as stored.
 
-Built in one place (``harness.execute``), written as one JSON line by ``harness.store``,
+Built in one place (``harness.run.execute``), written as one JSON line by ``harness.store``,
 read back by the report. ``schema`` says which version of this layout a line follows;
-older lines are brought up to date as they are read.
+older lines are brought up to date as they are read. This module also owns the two rules every
+reader shares: how per-example results are written as strings of digits, and which statuses keep a
+run out of the estimates.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from harness.errors import HarnessError
 
 SCHEMA = 2  # 1: axes as top-level data_size/epochs/freeze keys; 2: every axis under "axes"
 BUILTIN_AXES = ("data_size", "epochs", "freeze")
+DEGENERATE = ("failed", "diverged", "collapsed")  # what training can end in that leaves no usable model
+EXCLUDED = DEGENERATE + ("pruned",)  # statuses kept out of every estimate (pruned: a tuning trial stopped early)
 
 
 @dataclass
@@ -74,6 +80,11 @@ class RunRecord:
         return self.axes["freeze"]
 
     @property
+    def restored(self) -> dict:
+        """The history row of the epoch whose weights were restored ({} when there is none)."""
+        return restored_row(self.history, self.best_epoch)
+
+    @property
     def trained(self) -> bool:
         """False for an evaluation run that is a reused tuning trial: its training counts once, there."""
         return self.reused_from_trial is None
@@ -97,3 +108,46 @@ class RunRecord:
 
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def collapsed(pred: Sequence[int] | np.ndarray | None) -> bool | None:
+    """One class predicted for every example (None: no predictions to judge). A run whose restored
+    epoch did this on the validation set is ``collapsed``: kept out of the estimates."""
+    if pred is None or len(pred) == 0:
+        return None
+    return len(np.unique(np.asarray(pred))) == 1
+
+
+def restored_row(history: Sequence[dict], best_epoch: int | None) -> dict:
+    """The row of ``history`` for epoch ``best_epoch`` ({} when no row has it)."""
+    return next((h for h in history if h.get("epoch") == best_epoch), {})
+
+
+# --- per-example results as digit strings ----------------------------------------------------
+# A run's predictions ('0120': one class per example, so at most 10 classes) and its correctness
+# ('0110': 1 = right) are stored as strings of digits, in the order of the split they score.
+# These four functions are the only code that writes or reads them.
+
+def encode_classes(pred: Sequence[int] | np.ndarray) -> str:
+    """Predicted (or true) classes as one digit per example."""
+    pred = np.asarray(pred, dtype=np.int64)
+    if pred.size and (pred.min() < 0 or pred.max() > 9):
+        raise ValueError("classes are stored as one digit each: 0 to 9")
+    return (pred.astype(np.uint8) + ord("0")).tobytes().decode("ascii")
+
+
+def encode_correct(mask: Sequence[bool] | np.ndarray) -> str:
+    """Per-example correctness as '0'/'1' digits."""
+    return encode_classes(np.asarray(mask, dtype=bool).astype(np.int64))
+
+
+def decode_classes(stored: str | Sequence[int]) -> np.ndarray:
+    """(N,) int64 class indices from a stored digit string ('0120') or a list of integers."""
+    if isinstance(stored, str):
+        return np.frombuffer(stored.encode("ascii"), dtype=np.uint8).astype(np.int64) - ord("0")
+    return np.asarray(stored, dtype=np.int64)
+
+
+def decode_correct(stored: str) -> np.ndarray:
+    """(N,) bool per-example correctness from a stored '0'/'1' string."""
+    return np.frombuffer(stored.encode("ascii"), dtype=np.uint8) == ord("1")

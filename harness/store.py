@@ -24,9 +24,8 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, redact
 from harness.records import RunRecord
-from harness.sources import redact
 from harness.study import Study, build
 
 PACKAGES = ("torch", "transformers", "optuna", "numpy", "pandas", "scipy", "statsmodels", "seaborn", "rich",

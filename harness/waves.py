@@ -1,20 +1,11 @@
-"""Added waves of evaluation seeds over stored records: replay the looks, plan the next wave, summarise.
+"""Adaptive seeds over the store: replay the looks, plan the next wave, summarise the waves.
 
 Wave 0 is every cell's ``evaluate`` seeds; wave k >= 1 adds the seeds that
-harness.allocation chooses after look k - 1 (harness.sequential). Look k sees the runs of
-waves 0..k only, so every look can be replayed from the store at any time and gives what it
-gave when the study made it. A plan is a plain dict (manifest.json "waves" for ``harness
-run``, a user attr in shared storage for workers), stored before its seeds train:
-
-    wave: k; seeds: {cell id: [seeds]}; stop: true when no wave follows (seeds empty);
-    final: look k spends all alpha left, so no wave follows it; reason: why these seeds, or
-    why the study stops; decided, undecided, need_test_set: comparisons (both families)
-    after look k - 1; look_alpha, look_t: what that look spent and its information
-    fraction; alpha, smallest_effect: the study's at planning time; planned_seconds: the
-    seeds' expected training time.
-
-The looks use the study's analysis.alpha; changing it after the first wave changes what the
-earlier looks are taken to have spent (the plans record the alpha they were made with).
+``harness.stats.allocation`` chooses after look k - 1. Look k sees the runs of waves 0..k only,
+so every look can be replayed from the store and gives what it gave when the study made it.
+A plan is a plain dict (manifest.json "waves", or a user attr in shared storage), stored before
+its seeds train; its keys are listed at ``plan_next``. Used by both front ends (``harness run``
+and ``harness worker``) and by the report.
 """
 
 from __future__ import annotations
@@ -25,13 +16,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import allocation, evidence
-from harness import estimate_verdicts as ev
-from harness import sequential as seq
+from harness import evidence
+
+from harness.stats import allocation
+from harness.stats import verdicts
+from harness.stats import sequential as seq
 from harness.evidence import Evidence
-from harness.grid import Cell, expand
+from harness.study import Cell, Study, expand
 from harness.store import Results
-from harness.study import Study
 
 
 @dataclass(frozen=True)
@@ -55,19 +47,19 @@ def adaptive(cells: list[Cell]) -> bool:
     return any(c.study.seeds.adaptive for c in cells)
 
 
-def budget_left(ev_: Evidence, lay: Layout) -> np.ndarray:
+def budget_left(ev: Evidence, lay: Layout) -> np.ndarray:
     """(P,) seconds each pool's budget has left after the added waves so far."""
-    return lay.budget - np.bincount(lay.pool, ev_.spent(), minlength=len(lay.budget))
+    return lay.budget - np.bincount(lay.pool, ev.spent(), minlength=len(lay.budget))
 
 
-def replay(ev_: Evidence, lay: Layout, plans: list[dict], alpha: float) -> tuple[list[seq.Look], list[float]]:
+def replay(ev: Evidence, lay: Layout, plans: list[dict], alpha: float) -> tuple[list[seq.Look], list[float]]:
     """Looks 0..len(plans) (every plan finished), each at what it spends, and their information fractions.
 
     Look k's fraction is 1 when the plan of wave k said it was the last, or when no run could follow it.
     """
     looks, ts = [], [0.0]
     for k in range(len(plans) + 1):
-        e = ev_.upto(k)
+        e = ev.upto(k)
         more = seq.room(e.n_runs, lay.cap, e.cost(), lay.pool, budget_left(e, lay)).any()
         ts.append(seq.information(e.n_runs, lay.cap, more and not (k and plans[k - 1]["final"])))
         looks.append(seq.look(e.Y, e.groups, e.cells.drop(columns="cell"), e.order,
@@ -75,14 +67,20 @@ def replay(ev_: Evidence, lay: Layout, plans: list[dict], alpha: float) -> tuple
     return looks, ts[1:]
 
 
-def plan_next(ev_: Evidence, cells: list[Cell], plans: list[dict], alpha: float, delta: float) -> dict:
-    """The plan of wave len(plans) + 1 from every wave so far (all finished): its seeds, or why none."""
+def plan_next(ev: Evidence, cells: list[Cell], plans: list[dict], alpha: float, delta: float) -> dict:
+    """The plan of wave len(plans) + 1 from every wave so far (all finished): its seeds, or why none.
+
+    wave: k; seeds: {cell id: [seeds]}; stop: true when no wave follows (seeds empty); final: look
+    k spends all alpha left; reason: why these seeds, or why the study stops; decided, undecided,
+    need_test_set: comparisons after look k - 1; look_alpha, look_t: what that look spent and its
+    information fraction; alpha, smallest_effect: the study's; planned_seconds: expected training.
+    """
     lay = layout(cells)
-    looks, ts = replay(ev_, lay, plans, alpha)
+    looks, ts = replay(ev, lay, plans, alpha)
     taken = [set(c.study.seeds.evaluate) | {s for p in plans for s in p["seeds"].get(c.id, [])} for c in cells]
-    cost = ev_.cost()
+    cost = ev.cost()
     wave = allocation.next_wave(looks, delta, alpha - seq.spend(ts[-1], alpha), np.array([len(t) for t in taken]),
-                                lay.cap, cost, lay.pool, budget_left(ev_, lay))
+                                lay.cap, cost, lay.pool, budget_left(ev, lay))
     seeds = {c.id: [s for s in lay.candidates[i] if s not in taken[i]][:wave.add[i]]
              for i, c in enumerate(cells) if wave.add[i]}
     return {"wave": len(plans) + 1, "seeds": seeds, "stop": not seeds, "final": bool(wave.final),
@@ -122,23 +120,23 @@ def summary_of(results: Results, study: Study | None = None) -> Summary | None:
                      study.analysis.smallest_effect)
 
 
-def summarise(ev_: Evidence, cells: list[Cell], plans: list[dict], alpha: float, delta: float) -> Summary:
+def summarise(ev: Evidence, cells: list[Cell], plans: list[dict], alpha: float, delta: float) -> Summary:
     """The report's account of the waves: per wave the seeds added per cell, the training seconds,
     the comparisons its look decided; then what stays undecided and what deciding it would cost."""
-    finished = [p for p in plans if not p["stop"] and _complete(ev_, cells, p)]
-    looks, ts = replay(ev_, layout(cells), finished, alpha)
+    finished = [p for p in plans if not p["stop"] and _complete(ev, cells, p)]
+    looks, ts = replay(ev, layout(cells), finished, alpha)
     combined = seq.combine(looks, delta)
-    rows = [_wave_row(k, ev_, cells, looks[k].alpha, combined, finished) for k in range(len(looks))]
+    rows = [_wave_row(k, ev, cells, looks[k].alpha, combined, finished) for k in range(len(looks))]
     stop = plans[len(finished)]["reason"] if len(plans) > len(finished) and plans[len(finished)]["stop"] else ""
     rest = alpha - seq.spend(ts[-1], alpha)
-    return Summary(pd.DataFrame(rows), _undecided(looks, combined, ev_, rest, delta), stop, combined)
+    return Summary(pd.DataFrame(rows), _undecided(looks, combined, ev, rest, delta), stop, combined)
 
 
-def _wave_row(k: int, ev_: Evidence, cells: list[Cell], alpha: float, combined: dict[str, pd.DataFrame],
+def _wave_row(k: int, ev: Evidence, cells: list[Cell], alpha: float, combined: dict[str, pd.DataFrame],
               plans: list[dict]) -> dict:
     """wave; seeds: cell id -> seeds the wave ran; runs; seconds (trained); alpha its look spent;
     decided: 'family: comparison: verdict' first decided at its look; undecided after it; reason."""
-    runs = ev_.runs[ev_.runs["wave"] == k]
+    runs = ev.runs[ev.runs["wave"] == k]
     seeds = {cells[c].id: sorted(int(s) for s in group) for c, group in runs.groupby("cell")["seed"]}
     decided = [f"{name}: {_label(r)}: {r.verdict}" for name, t in combined.items() for r in t.itertuples()
                if r.decided_at == k]
@@ -148,8 +146,8 @@ def _wave_row(k: int, ev_: Evidence, cells: list[Cell], alpha: float, combined: 
             "reason": plans[k - 1]["reason"] if k else "the study's evaluate seeds"}
 
 
-def _complete(ev_: Evidence, cells: list[Cell], plan: dict) -> bool:
-    have = {(cells[c].id, s) for c, s in zip(ev_.runs["cell"], ev_.runs["seed"])}
+def _complete(ev: Evidence, cells: list[Cell], plan: dict) -> bool:
+    have = {(cells[c].id, s) for c, s in zip(ev.runs["cell"], ev.runs["seed"])}
     return all((cell, s) in have for cell, seeds in plan["seeds"].items() for s in seeds)
 
 
@@ -157,19 +155,19 @@ def _label(row) -> str:
     return f"{row.axis} {row.level_a} -> {row.level_b}" + (f" at {row.context}" if row.context else "")
 
 
-def _undecided(looks: list[seq.Look], combined: dict[str, pd.DataFrame], ev_: Evidence, alpha_rest: float,
+def _undecided(looks: list[seq.Look], combined: dict[str, pd.DataFrame], ev: Evidence, alpha_rest: float,
                delta: float) -> pd.DataFrame:
     """Each undecided comparison: seeds per cell that would decide it (estimate_verdicts.plan at the alpha not
     yet spent; once all is spent, at what the last look spent), the runs and seconds that would take."""
-    cost, rows = ev_.cost(), []
+    cost, rows = ev.cost(), []
     for name, table in combined.items():
         for r in table[~table["verdict"].map(seq.decided)].itertuples():
             f = looks[r.look].families[name]
             kept = looks[r.look].comp.n_runs  # the runs of the look this comparison stands at
             w = f.W[r.index]
-            level = seq.family_level(np.eye(len(f.keys)), alpha_rest if alpha_rest > 1e-9 else looks[-1].alpha)
+            level = verdicts.family_level(np.eye(len(f.keys)), alpha_rest if alpha_rest > 1e-9 else looks[-1].alpha)
             now = float((w ** 2).sum() / np.where(w != 0, w ** 2 / np.maximum(kept, 1), 0.0).sum())
-            seeds, multiple = ev.plan(f.var_seed[r.index], f.var_test[r.index], now, f.df_seed[r.index],
+            seeds, multiple = verdicts.plan(f.var_seed[r.index], f.var_test[r.index], now, f.df_seed[r.index],
                                       looks[r.look].comp.test_df, level, delta)
             more = np.where(w != 0, np.maximum(seeds - kept, 0), 0) if math.isfinite(seeds) else np.full(len(w), np.nan)
             rows.append({"family": name, "comparison": _label(r), "estimate": r.estimate, "lo": r.lo, "hi": r.hi,

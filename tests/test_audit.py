@@ -1,4 +1,4 @@
-"""harness.audit: planted duplicates and conflicts are found, LSH agrees with brute force, the policies hold."""
+"""harness.data.audit: planted duplicates and conflicts are found, LSH agrees with brute force, the policies hold."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from harness import audit
+from harness.data import audit
 from harness.data import split
-from harness.sources import read_builtin
+from harness.data import read_builtin
 
 # the shared review file beside the project (HARNESS_REVIEWS overrides, e.g. from a second checkout)
 REVIEWS = Path(os.environ.get("HARNESS_REVIEWS", Path(__file__).parents[2] / "shared" / "data" /

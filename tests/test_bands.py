@@ -1,4 +1,4 @@
-"""harness.bands: score bands, the clustered accuracy interval against statsmodels and by simulation."""
+"""harness.stats.bands: score bands, the clustered accuracy interval against statsmodels and by simulation."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import statsmodels.api as sm
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from harness import bands
+from harness.stats import bands
 from harness.data import encode_labels
 from harness.study import DataSpec
 

@@ -19,7 +19,7 @@ from bench.__main__ import parse, run_cell
 from bench.cells import CELLS, Cell, load_data, parse_cells
 from bench.report import diff_se, render, write
 from harness.errors import HarnessError
-from harness.modeling import model_path
+from harness.run.modeling import model_path
 
 KEYS = {"cell", "peer_s", "harness_s", "ratio", "peer_test_acc", "harness_test_acc", "test_acc_se", "limit_ratio"}
 CPU = torch.device("cpu")
@@ -112,17 +112,17 @@ def test_both_sides_run_and_the_line_has_the_keys(tiny, tmp_path, trainable):
 def test_the_harness_side_trains_seed_0_once_when_it_tunes_and_evaluates(tiny, monkeypatch):
     """Trials tune on seed 0, which also evaluates: the best trial is seed 0's evaluation run."""
     import bench.ours
-    import harness.execute
+    import harness.run.execute
 
     calls = []
-    real = harness.execute.train_run  # the harness side trains through the execution core every study uses
+    real = harness.run.execute.train_run  # the harness side trains through the execution core every study uses
 
     def counted(*args, **kwargs):
         out = real(*args, **kwargs)
         calls.append((kwargs["seed"], out.status))
         return out
 
-    monkeypatch.setattr(harness.execute, "train_run", counted)
+    monkeypatch.setattr(harness.run.execute, "train_run", counted)
     data = load_data(tiny[0], test_size=20)
     side = bench.ours.run_ours(Cell("c", 40, 0, epochs=2, trials=2, seeds=2, max_length=32), data, tiny[1], CPU)
     trials, evals = calls[:2], calls[2:]

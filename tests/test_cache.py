@@ -13,8 +13,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig
 
-from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier, model_path, resolve_depth, top_of
-from harness.train import Inputs, predict
+from harness.run.modeling import Encodings, freeze_, frozen_prefix, load_classifier, model_path, resolve_depth, top_of
+from harness.run.packing import Inputs
+from harness.run.train import predict
 
 CPU = torch.device("cpu")
 MINILM = "builtin:all-MiniLM-L6-v2"

@@ -1,4 +1,4 @@
-"""harness.calibration against scikit-learn and hand-computed values."""
+"""harness.stats.calibration against scikit-learn and hand-computed values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import brier_score_loss, confusion_matrix, log_loss, precision_recall_fscore_support
 
-from harness import calibration
+from harness.stats import calibration
 
 # binary, as stored: positive-class probability
 Y_BIN = [1, 0, 0, 1, 0]

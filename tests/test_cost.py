@@ -1,4 +1,4 @@
-"""harness.cost on fixed tables: the frontier, the cheapest cell within delta, the intervals' verdict."""
+"""harness.stats.cost on fixed tables: the frontier, the cheapest cell within delta, the intervals' verdict."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from harness import cost
+from harness.stats import cost
 
 # cells of the default study (3 evaluation seeds; 95% t-intervals over seeds), as its report's summary has them
 DEFAULT = pd.DataFrame([

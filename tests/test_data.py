@@ -34,7 +34,7 @@ def test_sentences_of_one_review_stay_in_one_split(snippets):
 
 
 def SNIPPETS_PATH():
-    from harness.sources import BUILTIN, cache_dir
+    from harness.data.sources import BUILTIN, cache_dir
     return cache_dir() / "vader" / BUILTIN["amazon-snippets"]
 
 

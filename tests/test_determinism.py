@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.display import Display
-from harness.grid import expand
+from harness.run.display import Display
+from harness.study import expand, load_study
 from harness.report import write_report
-from harness.execute import from_trial, reusable, run_one
+from harness.run.execute import from_trial, reusable, run_one
 from harness.records import RunRecord
-from harness.runner import check_inputs, run_study
+from harness.run.runner import check_inputs, run_study
 from harness.store import Results
-from harness.study import load_study
 
 SMOKE = Path(__file__).parents[1] / "studies" / "smoke.toml"
 # the smoke study cut to one size: a classifier-only cell (cached states) and a top-block cell (dropout)

@@ -1,4 +1,4 @@
-"""harness.diagnostics on constructed curves: a real late drop, a peak within noise, replayed stopping,
+"""harness.report.diagnostics and harness.kept on constructed curves: a real late drop, a peak within noise, replayed stopping,
 collapse judged on validation predictions."""
 
 from __future__ import annotations
@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import diagnostics
+from harness import kept
+from harness.report import diagnostics
+from harness.report.tuning import trial_value
+from harness.stats.proportions import wilson_interval
+from harness.stats.search import expected_max
 
 STORE = Path(__file__).parent / "fixtures" / "report_store"
 
@@ -131,10 +135,11 @@ def test_replay_reproduces_the_training_loop_on_stored_runs():
     ("val_loss", 1, 0.004, 3, 4)])
 def test_replay_reproduces_the_training_loop_with_min_delta(monkeypatch, metric, patience, min_delta, restored,
                                                              stopped):
-    """harness.train's own loop on a tiny model, its validation scores scripted so min_delta matters
+    """harness.run.train's own loop on a tiny model, its validation scores scripted so min_delta matters
     (and its training steps skipped: only the loop's stopping rule is under test)."""
     torch = pytest.importorskip("torch")
-    from harness import train
+    from harness.run import train
+    from harness.run.packing import Inputs
     from harness.study import TrainSpec
     from test_train import signal_task
     from tiny import tiny_model
@@ -149,7 +154,7 @@ def test_replay_reproduces_the_training_loop_with_min_delta(monkeypatch, metric,
     monkeypatch.setattr(train, "train_step", lambda model, inputs, batch, y, micro: torch.zeros(2))
     enc, labels = signal_task(12, False, 0)
     spec = TrainSpec(metric=metric, patience=patience, min_delta=min_delta, warmup_ratio=0.0, schedule="constant")
-    out = train.train_run(tiny_model("bert"), train.Inputs(enc, None, torch.device("cpu")), labels, np.arange(8),
+    out = train.train_run(tiny_model("bert"), Inputs(enc, None, torch.device("cpu")), labels, np.arange(8),
                           np.arange(8, 12), np.arange(0), lr=1e-3, batch_size=8, epochs=8, seed=0, spec=spec)
     assert (out.best_epoch, len(out.history)) == (restored, stopped)
     replayed = diagnostics.replay(out.history, patience, metric, min_delta, budget=8)
@@ -157,8 +162,8 @@ def test_replay_reproduces_the_training_loop_with_min_delta(monkeypatch, metric,
     assert replayed["fired"] == (stopped < 8)
 
 
-VAL = diagnostics.ValidationSet(labels=np.array([0, 1, 1, 0]), n_classes=2)
-VAL3 = diagnostics.ValidationSet(labels=np.array([0, 1, 2, 0]), n_classes=3)  # three classes: not rebuilt
+VAL = kept.ValidationSet(labels=np.array([0, 1, 1, 0]), n_classes=2)
+VAL3 = kept.ValidationSet(labels=np.array([0, 1, 2, 0]), n_classes=3)  # three classes: not rebuilt
 
 
 def run(status: str, test_pred: str, val_correct: str | None = None, val_pred: str | None = None) -> dict:
@@ -183,30 +188,30 @@ def run(status: str, test_pred: str, val_correct: str | None = None, val_pred: s
     ({"status": "pruned", "history": [epoch(1, 0.6)], "test": {}}, None, None),
 ])
 def test_degenerate(record, val, flag):
-    assert diagnostics.degenerate(record, val) == flag
+    assert kept.degenerate(record, val) == flag
 
 
 def test_validation_set_from_splits():
-    val = diagnostics.ValidationSet.from_splits({"val_labels": "0110", "class_names": ["neg", "pos"],
+    val = kept.ValidationSet.from_splits({"val_labels": "0110", "class_names": ["neg", "pos"],
                                                  "val_groups": ["a", "a", "b", "c"]})
     assert val.labels.tolist() == [0, 1, 1, 0] and val.n_classes == 2 and val.groups.tolist() == ["a", "a", "b", "c"]
-    assert diagnostics.ValidationSet.from_splits({}) == diagnostics.ValidationSet()
+    assert kept.ValidationSet.from_splits({}) == kept.ValidationSet()
 
 
 def test_collapsed_rate_per_cell():
     runs = pd.DataFrame({"cell": ["a"] * 4 + ["b"] * 2, "val_collapsed": [True, False, None, False, None, None]})
     table = diagnostics.collapsed_rate(runs).set_index("cell")
     assert table.loc["a", ["judged", "collapsed", "rate"]].tolist() == [3, 1, pytest.approx(1 / 3)]
-    assert (table.loc["a", "lo"], table.loc["a", "hi"]) == pytest.approx(diagnostics.stats.wilson_interval(1, 3))
+    assert (table.loc["a", "lo"], table.loc["a", "hi"]) == pytest.approx(wilson_interval(1, 3))
     assert table.loc["b", "judged"] == 0 and math.isnan(table.loc["b", "rate"])
 
 
 def test_fixture_store_collapse_on_validation_differs_from_test():
     """The stored runs (binary): 20 evaluation runs one-class on test; on validation 21, 5 of them differ."""
-    val = diagnostics.ValidationSet.from_splits(json.loads((STORE / "splits.json").read_text()))
+    val = kept.ValidationSet.from_splits(json.loads((STORE / "splits.json").read_text()))
     evals = [json.loads(line) for line in (STORE / "runs.jsonl").read_text().splitlines()]
     evals = [r for r in evals if r["role"] == "eval"]
-    on_val = [diagnostics.degenerate(r, val) == "collapsed" for r in evals]
+    on_val = [kept.degenerate(r, val) == "collapsed" for r in evals]
     on_test = [len(set(r["test"]["pred"])) == 1 for r in evals]
     assert (sum(on_test), sum(on_val), sum(a != b for a, b in zip(on_val, on_test))) == (20, 21, 5)
 
@@ -218,14 +223,14 @@ def test_fixture_store_collapse_on_validation_differs_from_test():
     ({"status": "pruned", "history": [{"epoch": 1, "train_loss": 0.3}]}, None),
 ])
 def test_trial_value(record, value):
-    assert diagnostics.trial_value(record, "val_accuracy") == value
+    assert trial_value(record, "val_accuracy") == value
 
 
 def test_pruned_trials_lower_the_expected_best_of_one():
     done = [{"status": "ok", "objective": v} for v in (0.70, 0.65)]
     pruned = [{"status": "pruned", "history": [epoch(1, v)]} for v in (0.55, 0.58)]
-    values = [diagnostics.trial_value(r, "val_accuracy") for r in done + pruned]
-    assert diagnostics.stats.expected_max(values, 1) == pytest.approx(0.62)  # 0.675 with the survivors only
+    values = [trial_value(r, "val_accuracy") for r in done + pruned]
+    assert expected_max(values, 1) == pytest.approx(0.62)  # 0.675 with the survivors only
 
 
 def test_correct_drops_applies_holm_over_kept_evaluation_runs():

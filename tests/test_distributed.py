@@ -32,14 +32,18 @@ import numpy as np
 import optuna
 import pytest
 
-from harness import distributed, evidence, tuning, waves, worker
-from harness.axes import axes_of
-from harness.display import Display
-from harness.errors import HarnessError
-from harness.grid import expand
+from harness import evidence, waves
+
+from harness.run import distributed
+
+from harness.run import tuning
+
+from harness.run import worker
+from harness.study import axes_of, expand, load_study
+from harness.run.display import Display
+from harness.errors import HarnessError, redact
 from harness.records import RunRecord
 from harness.store import Results, read_records, record_key
-from harness.study import load_study
 
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"
@@ -56,7 +60,7 @@ HEARTBEAT, GRACE = 1, 3  # seconds, for the stub workers
     ("journal:///shared/study.log", "journal:///shared/study.log"),
 ])
 def test_credentials_never_shown(url, shown):
-    assert distributed.redact(url) == shown
+    assert redact(url) == shown
 
 
 @pytest.mark.parametrize("url, heartbeat, grace, message", [
@@ -214,7 +218,7 @@ def test_three_workers_share_every_slot_exactly_once(storage_url, tmp_path):
                        key=lambda t: (t["objective"], -t["trial"]))
             assert r["params"] == best["params"]
     manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
-    assert len(manifest["workers"]) == 3 and manifest["storage"] == distributed.redact(storage_url)
+    assert len(manifest["workers"]) == 3 and manifest["storage"] == redact(storage_url)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])

@@ -1,4 +1,4 @@
-"""harness.estimate, estimate_verdicts and estimate_grid: against statsmodels and scipy, and by simulation.
+"""harness.stats.grid_model, estimate_verdicts and estimate_grid: against statsmodels and scipy, and by simulation.
 
 The simulations (tests/sim.py) draw whole grids of per-example correctness with review
 clusters, seed, run and run x example effects, and check error rates and coverage against
@@ -19,12 +19,12 @@ from scipy import optimize
 from scipy import stats as sps
 
 import sim
-from harness import estimate as est
-from harness import estimate_grid as eg
-from harness import estimate_verdicts as ev
-from harness.metrics import accuracy, macro_f1
+from harness.stats import grid_model
+from harness.stats import contrasts
+from harness.stats import verdicts
+from harness.stats.metrics import accuracy, macro_f1
 
-ALPHA = ev.ALPHA
+ALPHA = verdicts.ALPHA
 
 
 def fixed_grid(seed: int = 1, cells: int = 5, seeds: int = 4, groups: int = 12, size: int = 5,
@@ -52,8 +52,8 @@ def mc_se(rate: float, n: int) -> float:
 def test_two_way_contrast_matches_statsmodels(weights, hypothesis):
     Y, _ = fixed_grid()
     runs = Y.mean(axis=2)
-    comp = est.components(runs, np.zeros((5, 5)), 11.0, variances="pooled")  # seed part only
-    got = est.contrasts(comp, [weights])
+    comp = grid_model.components(runs, np.zeros((5, 5)), 11.0, variances="pooled")  # seed part only
+    got = grid_model.contrasts(comp, [weights])
     c, s = np.nonzero(np.isfinite(runs))
     fit = smf.ols("a ~ C(cell) + C(seed)", pd.DataFrame({"a": runs[c, s], "cell": c, "seed": s})).fit()
     want = fit.t_test(hypothesis)
@@ -65,8 +65,8 @@ def test_two_way_contrast_matches_statsmodels(weights, hypothesis):
 def test_per_cell_variances_split_the_pooled_residual():
     Y, _ = fixed_grid()
     runs = Y.mean(axis=2)
-    cell, pooled = (est.components(runs, np.zeros((5, 5)), 11.0, variances=v) for v in ("cell", "pooled"))
-    *_, rss, share, df = est.two_way_fit(runs)
+    cell, pooled = (grid_model.components(runs, np.zeros((5, 5)), 11.0, variances=v) for v in ("cell", "pooled"))
+    *_, rss, share, df = grid_model.two_way_fit(runs)
     assert share.sum() == pytest.approx(df) and rss.sum() == pytest.approx(pooled.resid_pooled * df)
     assert np.sum(cell.resid_var * cell.resid_df) == pytest.approx(rss.sum())
     assert cell.resid_pooled == pooled.resid_pooled
@@ -76,7 +76,7 @@ def test_per_cell_variances_split_the_pooled_residual():
 def test_cluster_covariance_matches_statsmodels(weights):
     """With every run's products kept, w' V w is statsmodels' CR1 variance of the per-example contrast."""
     Y, groups = fixed_grid()
-    V, df = est.cluster_covariance(Y, groups, distinct_runs=False)
+    V, df = grid_model.cluster_covariance(Y, groups, distinct_runs=False)
     d = np.asarray(weights) @ np.nanmean(Y, axis=1)  # (N,) per-example contrast of the cell means
     fit = sm.OLS(d, np.ones(len(d))).fit(cov_type="cluster", cov_kwds={"groups": groups})  # G/(G-1) (N-1)/(N-K)
     assert np.asarray(weights) @ V @ np.asarray(weights) == pytest.approx(fit.bse[0] ** 2, rel=1e-10)
@@ -85,14 +85,14 @@ def test_cluster_covariance_matches_statsmodels(weights):
 
 def test_distinct_runs_leave_out_each_runs_own_products():
     Y, groups = fixed_grid()
-    V, _ = est.cluster_covariance(Y, groups)
+    V, _ = grid_model.cluster_covariance(Y, groups)
     G, N = 12, Y.shape[2]
     for c in range(Y.shape[0]):
         runs = [y for y in Y[c] if not np.isnan(y[0])]
         U = [np.bincount(groups, y - y.mean()) for y in runs]
         pairs = [U[r] @ U[q] for r in range(len(U)) for q in range(len(U)) if r != q]
         assert V[c, c] == pytest.approx(G / (G - 1) * np.mean(pairs) / N ** 2, rel=1e-9)
-    full, _ = est.cluster_covariance(Y, groups, distinct_runs=False)
+    full, _ = grid_model.cluster_covariance(Y, groups, distinct_runs=False)
     off = ~np.eye(5, dtype=bool)
     assert np.allclose(V[off], full[off])
 
@@ -104,31 +104,31 @@ def test_bootstrap_covariance_tracks_the_analytic_one_and_runs_macro_f1():
     labels = np.random.default_rng(2).integers(0, 2, Y.shape[2])
     pred = np.where(np.isnan(Y), np.nan, np.where(Y == 1, labels, 1 - labels))  # right where Y = 1
     for distinct in (False, True):
-        runs, V, df = est.bootstrap_covariance(pred, labels, design.groups, accuracy, draws=400,
+        runs, V, df = grid_model.bootstrap_covariance(pred, labels, design.groups, accuracy, draws=400,
                                                distinct_runs=distinct)
-        analytic, _ = est.cluster_covariance(Y, design.groups, distinct_runs=distinct)
+        analytic, _ = grid_model.cluster_covariance(Y, design.groups, distinct_runs=distinct)
         assert np.allclose(runs, Y.mean(axis=2), equal_nan=True) and df == 39
         # a variance from 400 draws is within ~7% (sqrt(2/400)); the bootstrap is CR0-like besides
         assert V == pytest.approx(analytic, rel=0.2)
-    runs, V, _ = est.bootstrap_covariance(pred, labels, design.groups, lambda y, p: macro_f1(y, p, 2), draws=50)
-    comp = est.components(runs, V, df)
-    assert np.all(np.isfinite(est.cell_means(comp).se)) and np.all(np.linalg.eigvalsh(comp.test_cov) > -1e-12)
+    runs, V, _ = grid_model.bootstrap_covariance(pred, labels, design.groups, lambda y, p: macro_f1(y, p, 2), draws=50)
+    comp = grid_model.components(runs, V, df)
+    assert np.all(np.isfinite(grid_model.cell_means(comp).se)) and np.all(np.linalg.eigvalsh(comp.test_cov) > -1e-12)
 
 
 def test_satterthwaite_matches_welch_t_test():
     a, b = np.array([0.61, 0.64, 0.58, 0.70]), np.array([0.80, 0.79, 0.81, 0.86, 0.82, 0.78])
     parts = [a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)]
-    assert est.satterthwaite(parts, [3, 5]) == pytest.approx(sps.ttest_ind(a, b, equal_var=False).df)
-    assert est.satterthwaite([0.0, 0.0], [3, 5]) == math.inf
-    assert math.isnan(est.satterthwaite([math.nan, 1.0], [3, 5]))
+    assert grid_model.satterthwaite(parts, [3, 5]) == pytest.approx(sps.ttest_ind(a, b, equal_var=False).df)
+    assert grid_model.satterthwaite([0.0, 0.0], [3, 5]) == math.inf
+    assert math.isnan(grid_model.satterthwaite([math.nan, 1.0], [3, 5]))
 
 
 # ---------------------------------------------------------------- simultaneous critical values
 
 @pytest.mark.parametrize("df", [3.0, 12.5, math.inf])
 def test_one_contrast_family_is_the_t_quantile(df):
-    level = ev.family_level(np.eye(1), 0.05)
-    assert ev.critical(level, df) == pytest.approx(sps.t.ppf(0.975, df))
+    level = verdicts.family_level(np.eye(1), 0.05)
+    assert verdicts.critical(level, df) == pytest.approx(sps.t.ppf(0.975, df))
 
 
 @pytest.mark.parametrize("k, off", [(2, 0.0), (6, 0.0), (6, 1e-4), (12, 1e-4)])
@@ -137,7 +137,7 @@ def test_independent_contrasts_give_sidak(k, off):
     (20,000 draws: the quantile of max |Z| to ~0.01, i.e. 3 Monte Carlo se within 0.03)."""
     corr = np.eye(k) + off * (np.ones((k, k)) - np.eye(k))
     sidak = 1 - 0.95 ** (1 / k)
-    got = ev.family_level(corr, 0.05)
+    got = verdicts.family_level(corr, 0.05)
     assert sps.norm.isf(got / 2) == pytest.approx(sps.norm.isf(sidak / 2), abs=0.03 if off else 1e-12)
 
 
@@ -145,7 +145,7 @@ def test_independent_contrasts_give_sidak(k, off):
 def test_max_t_joint_coverage_matches_genz_integration(rho, k):
     """At the normal quantile of the family level, scipy's multivariate normal CDF (Genz) gives 1 - alpha."""
     corr = np.full((k, k), rho) + (1 - rho) * np.eye(k)
-    q = sps.norm.isf(ev.family_level(corr, 0.05) / 2)
+    q = sps.norm.isf(verdicts.family_level(corr, 0.05) / 2)
     mvn = sps.multivariate_normal(np.zeros(k), corr, seed=1)
     assert mvn.cdf(np.full(k, q), lower_limit=np.full(k, -q)) == pytest.approx(0.95, abs=0.004)
 
@@ -154,7 +154,7 @@ def test_max_t_joint_coverage_matches_genz_integration(rho, k):
 def test_max_t_with_common_df_is_at_least_multcomps(df):
     """Per-contrast t quantiles are a little wider than the multivariate t with one shared df."""
     corr = np.full((5, 5), 0.5) + 0.5 * np.eye(5)
-    ours = ev.critical(ev.family_level(corr, 0.05), df)
+    ours = verdicts.critical(verdicts.family_level(corr, 0.05), df)
     draws = sps.multivariate_t(np.zeros(5), corr, df=df, seed=3).rvs(100_000)
     mvt = np.quantile(np.abs(draws).max(axis=1), 0.95)
     print(f"\ndf {df:g}: critical value {ours:.3f}, multivariate t {mvt:.3f}")
@@ -163,10 +163,10 @@ def test_max_t_with_common_df_is_at_least_multcomps(df):
 
 def test_family_p_agrees_with_the_simultaneous_interval():
     corr = np.full((4, 4), 0.3) + 0.7 * np.eye(4)
-    level = ev.family_level(corr, 0.05)
-    top = ev.max_abs_draws(corr)
+    level = verdicts.family_level(corr, 0.05)
+    top = verdicts.max_abs_draws(corr)
     p = np.array([level * 0.9, level * 1.1, 0.5, 1e-6])
-    assert (ev.family_p(p, top) < 0.05).tolist() == [True, False, False, True]
+    assert (verdicts.family_p(p, top) < 0.05).tolist() == [True, False, False, True]
 
 
 # ---------------------------------------------------------------- bounded intervals and verdicts
@@ -174,20 +174,20 @@ def test_family_p_agrees_with_the_simultaneous_interval():
 @pytest.mark.parametrize("p, se, crit", [(0.99, 0.02, sps.t.ppf(0.975, 1)), (0.5, 3.0, 12.7), (0.001, 0.01, 4.3),
                                          (1.0, 0.0, 2.0), (0.0, 0.0, 2.0), (0.9999, 0.05, 2.0)])
 def test_cell_interval_stays_in_0_1(p, se, crit):
-    lo, hi = ev.logit_interval(p, se, crit, n_boundary=64)
+    lo, hi = verdicts.logit_interval(p, se, crit, n_boundary=64)
     assert 0 <= lo <= p <= hi <= 1 and lo < hi
 
 
 @pytest.mark.parametrize("d, se, crit", [(0.98, 0.05, 12.7), (-0.999, 0.01, 4.3), (0.0, 0.8, 3.0), (0.5, 2.0, 2.0)])
 def test_difference_interval_stays_in_minus_1_1(d, se, crit):
-    lo, hi = ev.atanh_interval(d, se, crit)
+    lo, hi = verdicts.atanh_interval(d, se, crit)
     assert -1 <= lo <= d <= hi <= 1 and lo < hi
 
 
 def test_boundary_intervals():
-    assert ev.logit_interval(1.0, 0.0, 2.0, 64) == pytest.approx((64 / 68, 1.0))  # Wilson at p = 1, z = 2
-    assert ev.atanh_interval(-1.0, 0.0, 2.0) == (-1.0, -1.0)
-    assert all(math.isnan(x) for x in ev.atanh_interval(1.0, 0.1, 2.0))
+    assert verdicts.logit_interval(1.0, 0.0, 2.0, 64) == pytest.approx((64 / 68, 1.0))  # Wilson at p = 1, z = 2
+    assert verdicts.atanh_interval(-1.0, 0.0, 2.0) == (-1.0, -1.0)
+    assert all(math.isnan(x) for x in verdicts.atanh_interval(1.0, 0.1, 2.0))
 
 
 def test_grid_intervals_stay_in_range_at_extreme_accuracies():
@@ -195,7 +195,7 @@ def test_grid_intervals_stay_in_range_at_extreme_accuracies():
     cells = pd.DataFrame({"arm": [1, 2, 3]})
     design = sim.Design(shifts=np.array([-3.0, 0.0, 2.8]), seeds=2)
     Y = sim.simulate(design, 1, np.random.default_rng(6))[0]
-    out = eg.analyse(Y, design.groups, cells, {"arm": float})
+    out = contrasts.analyse(Y, design.groups, cells, {"arm": float})
     assert out.cells["mean"].round(3).tolist() == [0.024, 0.731, 0.998]
     assert ((0 < out.cells["lo"]) & (out.cells["lo"] < out.cells["mean"]) & (out.cells["hi"] < 1)).all()
     for lo, hi in (("lo", "hi"), ("lo_sim", "hi_sim")):
@@ -203,9 +203,9 @@ def test_grid_intervals_stay_in_range_at_extreme_accuracies():
 
 
 def test_small_difference_interval_is_nearly_the_wald_one():
-    lo, hi = ev.atanh_interval(0.02, 0.01, 2.0)
+    lo, hi = verdicts.atanh_interval(0.02, 0.01, 2.0)
     assert (lo, hi) == pytest.approx((0.0, 0.04), abs=2e-4)
-    assert ev.atanh_p(0.02, 0.01, math.inf) == pytest.approx(2 * sps.norm.sf(2.0), rel=0.01)
+    assert verdicts.atanh_p(0.02, 0.01, math.inf) == pytest.approx(2 * sps.norm.sf(2.0), rel=0.01)
 
 
 @pytest.mark.parametrize("lo, hi, want", [
@@ -214,17 +214,17 @@ def test_small_difference_interval_is_nearly_the_wald_one():
     (math.nan, math.nan, "undecided: no interval (one seed per cell has no seed variance)"),
 ])
 def test_verdict(lo, hi, want):
-    assert ev.verdict(lo, hi, 0.01) == want
+    assert verdicts.verdict(lo, hi, 0.01) == want
 
 
 @pytest.mark.parametrize("var_seed, var_test, seeds_alone", [(4e-5, 1e-6, True), (4e-6, 2e-5, False),
                                                               (4e-5, 2e-5, False)])
 def test_plan_reaches_half_of_delta(var_seed, var_test, seeds_alone):
-    seeds, multiple = ev.plan(var_seed, var_test, 3, 4.0, 63, 0.01, delta=0.01)
+    seeds, multiple = verdicts.plan(var_seed, var_test, 3, 4.0, 63, 0.01, delta=0.01)
 
     def half(s: float, k: float) -> float:
         vs, vt = var_seed * 3 / s, var_test / k
-        df = ev.satterthwaite_pair(vs, vt, 4.0 * (s - 1) / 2, 64 * k - 1)
+        df = verdicts.satterthwaite_pair(vs, vt, 4.0 * (s - 1) / 2, 64 * k - 1)
         return sps.t.isf(0.005, df) * math.sqrt(vs + vt)
 
     assert (multiple == 1.0) == seeds_alone
@@ -238,22 +238,22 @@ def test_power_is_the_noncentral_t(effect, seed_var, seeds, test_var, crit, df):
     se = math.sqrt(seed_var / seeds + test_var)
     want = sps.nct.sf(crit, df, effect / se) + sps.nct.cdf(-crit, df, effect / se) if math.isfinite(df) \
         else sps.norm.sf(crit - effect / se) + sps.norm.cdf(-crit - effect / se)
-    assert ev.power(effect, seed_var, seeds, test_var, crit, df) == pytest.approx(want, rel=1e-9)
+    assert verdicts.power(effect, seed_var, seeds, test_var, crit, df) == pytest.approx(want, rel=1e-9)
 
 
 @pytest.mark.parametrize("test_var, want", [(1e-5, 10), (3e-4, None)])  # se for 80%: 0.05 / (2.5 + 0.84)
 def test_seeds_for_power_inverts_power(test_var, want):
-    n = ev.seeds_for_power(0.05, 2e-3, test_var, 2.5, target=0.8)
+    n = verdicts.seeds_for_power(0.05, 2e-3, test_var, 2.5, target=0.8)
     assert n == want
     if n:
-        assert ev.power(0.05, 2e-3, n, test_var, 2.5) >= 0.8 > ev.power(0.05, 2e-3, n - 1, test_var, 2.5)
+        assert verdicts.power(0.05, 2e-3, n, test_var, 2.5) >= 0.8 > verdicts.power(0.05, 2e-3, n - 1, test_var, 2.5)
 
 
 # ---------------------------------------------------------------- the grid's contrasts
 
 def test_steps_average_over_contexts_where_both_cells_exist():
     cells = pd.DataFrame({"n": [50, 50, 150, 150], "ep": [1, 3, 1, 3]})
-    grid = eg.Grid(cells, {"n": float, "ep": float}, np.array([True, True, True, False]))
+    grid = contrasts.Grid(cells, {"n": float, "ep": float}, np.array([True, True, True, False]))
     (n_step,), (ep_step,) = grid.steps("n"), grid.steps("ep")
     assert n_step.weights.tolist() == [-1, 0, 1, 0]  # ep=3 has no run at n=150
     assert ep_step.weights.tolist() == [-1, 1, 0, 0]
@@ -261,7 +261,7 @@ def test_steps_average_over_contexts_where_both_cells_exist():
 
 
 def test_default_grid_has_the_reports_33_adjacent_pairs():
-    grid = eg.Grid(sim.grid_cells(), sim.ORDER, np.ones(18, bool))
+    grid = contrasts.Grid(sim.grid_cells(), sim.ORDER, np.ones(18, bool))
     assert len(grid.detail()) == 33 and len(grid.answers()) == 5
     assert [len(grid.interaction_rows(a, b)) for a, b in grid.pairs()] == [2, 4, 2]
     assert all(abs(c.weights.sum()) < 1e-12 for c in grid.detail() + grid.answers())
@@ -269,10 +269,10 @@ def test_default_grid_has_the_reports_33_adjacent_pairs():
 
 def test_one_row_wald_test_is_the_squared_t_test():
     Y, groups = fixed_grid()
-    comp = est.accuracy_components(Y, groups)
+    comp = grid_model.accuracy_components(Y, groups)
     L = np.array([[1, -1, -1, 1, 0.0]])
-    e = est.contrasts(comp, L)
-    got = eg.wald(comp, L)
+    e = grid_model.contrasts(comp, L)
+    got = contrasts.wald(comp, L)
     assert got["F"] == pytest.approx((e.estimate[0] / e.se[0]) ** 2)
     assert got["df2"] == pytest.approx(e.df[0]) and got["p"] == pytest.approx(2 * sps.t.sf(got["F"] ** 0.5, e.df[0]))
 
@@ -282,7 +282,7 @@ def test_analyse_on_a_grid_with_a_missing_cell():
     Y = sim.simulate(design, 1, np.random.default_rng(4))[0].astype(float)
     Y[5] = np.nan  # a cell whose every run failed
     Y[7, 2] = np.nan
-    out = eg.analyse(Y, design.groups, sim.grid_cells(), sim.ORDER)
+    out = contrasts.analyse(Y, design.groups, sim.grid_cells(), sim.ORDER)
     assert out.cells["runs"].tolist()[5:8] == [0, 3, 2] and math.isnan(out.cells["mean"][5])
     assert len(out.detail) == 33 - 3  # cell 5 sat in three adjacent pairs
     assert not out.answers.empty and set(out.interactions["detected"]) <= {True, False}
@@ -294,7 +294,7 @@ def test_analyse_on_a_grid_with_a_missing_cell():
 def test_one_seed_per_cell_says_no_seed_variance():
     Y, groups = fixed_grid(seeds=1, missing=())
     cells = pd.DataFrame({"size": [1, 2, 3, 4, 5]})
-    out = eg.analyse(Y, groups, cells, {"size": float})
+    out = contrasts.analyse(Y, groups, cells, {"size": float})
     assert out.detail["df"].isna().all() and out.detail["estimate"].notna().all()
     assert out.detail["verdict"].str.startswith("undecided: no interval").all()
 
@@ -306,20 +306,20 @@ def test_bad_input_is_refused(bad, match):
     with pytest.raises(ValueError, match=match):
         if bad == "partial":
             Y[0, 0, 3] = np.nan
-            est.accuracy_components(Y, groups)
+            grid_model.accuracy_components(Y, groups)
         elif bad == "weights":
-            est.contrasts(est.accuracy_components(Y, groups), [[1, 0, 0, 0, 0]])
+            grid_model.contrasts(grid_model.accuracy_components(Y, groups), [[1, 0, 0, 0, 0]])
         elif bad == "no shared seed":  # cell 0 ran seeds 0-1 only, every other cell seeds 2-3 only
             Y[0, 2:], Y[1:, :2] = np.nan, np.nan
-            est.contrasts(est.accuracy_components(Y, groups), [[-1, 1, 0, 0, 0]])
+            grid_model.contrasts(grid_model.accuracy_components(Y, groups), [[-1, 1, 0, 0, 0]])
         else:
-            eg.analyse(Y, groups, pd.DataFrame({"size": [1, 2, 3]}), {"size": float})
+            contrasts.analyse(Y, groups, pd.DataFrame({"size": [1, 2, 3]}), {"size": float})
 
 
 # ---------------------------------------------------------------- simulations
 
 CELLS = sim.grid_cells()
-GRID = eg.Grid(CELLS, sim.ORDER, np.ones(len(CELLS), bool))
+GRID = contrasts.Grid(CELLS, sim.ORDER, np.ones(len(CELLS), bool))
 ANSWERS = np.stack([c.weights for c in GRID.answers()])
 EFFECTS = sim.shifts_for(CELLS, {"data_size": {150: 0.3, 500: 0.45}, "freeze": {4: 0.3, 0: 0.36}},
                          {(("data_size", 50), ("epochs", 3)): -0.2})
@@ -330,7 +330,7 @@ def coverage(design: sim.Design, n: int, seed: int) -> tuple[float, float]:
     Y, truth = sim.simulate(design, n, np.random.default_rng(seed)), ANSWERS @ design.truth()
     each, family = [], []
     for y in Y:
-        f = eg.family_arrays(est.accuracy_components(y, design.groups), ANSWERS)
+        f = contrasts.family_arrays(grid_model.accuracy_components(y, design.groups), ANSWERS)
         each.append(np.mean((f["lo"] < truth) & (truth < f["hi"])))
         family.append(np.all((f["lo_sim"] < truth) & (truth < f["hi_sim"])))
     return float(np.mean(each)), float(np.mean(family))
@@ -341,9 +341,9 @@ def test_identical_cells_rarely_give_a_verdict():
     design, n = sim.Design(shifts=np.zeros(len(CELLS))), 500
     called, interacted = [], []
     for y in sim.simulate(design, n, np.random.default_rng(10)):
-        comp = est.accuracy_components(y, design.groups)
-        inter, answers = eg.answer_contrasts(comp, GRID)
-        f = eg.family_arrays(comp, np.stack([c.weights for c in answers]))
+        comp = grid_model.accuracy_components(y, design.groups)
+        inter, answers = contrasts.answer_contrasts(comp, GRID)
+        f = contrasts.family_arrays(comp, np.stack([c.weights for c in answers]))
         called.append(np.any((f["lo_sim"] > 0) | (f["hi_sim"] < 0)))
         interacted.append(inter["detected"].any())
     rate, inter_rate = float(np.mean(called)), float(np.mean(interacted))
@@ -368,7 +368,7 @@ def test_cell_intervals_cover_the_population_accuracy():
     design, n = sim.Design(shifts=EFFECTS), 200
     truth, inside = design.truth(), []
     for y in sim.simulate(design, n, np.random.default_rng(14)):
-        t = eg.cell_table(est.accuracy_components(y, design.groups), GRID, ALPHA, len(design.sizes))
+        t = contrasts.cell_table(grid_model.accuracy_components(y, design.groups), GRID, ALPHA, len(design.sizes))
         inside.append((t["lo"] < truth) & (truth < t["hi"]))
     rate = float(np.mean(inside))
     print(f"\ncell means: 95% logit intervals cover {rate:.3f} (MC se {mc_se(rate, n * 18) * 3:.3f}, cells correlate)")
@@ -390,12 +390,12 @@ def test_power_function_predicts_how_often_an_effect_is_found():
     level = (CELLS["freeze"] == 0).to_numpy(float)
     design = sim.Design(shifts=base.shifts + shift_for_effect(0.05, base, ANSWERS[k], level) * level, run_sd=0.2)
     n = 400
-    rows = [eg.family_arrays(est.accuracy_components(y, design.groups), ANSWERS)
+    rows = [contrasts.family_arrays(grid_model.accuracy_components(y, design.groups), ANSWERS)
             for y in sim.simulate(design, n, np.random.default_rng(12))]
     called = np.mean([r["lo_sim"][k] > 0 for r in rows])
     true_var = np.var([r["estimate"][k] for r in rows])  # the estimator's real variance, split as estimated
     seed_share = np.mean([r["var_seed"][k] for r in rows]) / np.mean([r["se"][k] ** 2 for r in rows])
-    predicted = ev.power(0.05, true_var * seed_share * 3, 3, true_var * (1 - seed_share),
+    predicted = verdicts.power(0.05, true_var * seed_share * 3, 3, true_var * (1 - seed_share),
                          float(np.median([r["crit"][k] for r in rows])), float(np.median([r["df"][k] for r in rows])))
     print(f"\n+0.05: called better in {called:.3f} of {n} grids, power() predicts {predicted:.3f} "
           f"(MC se {mc_se(called, n):.3f})")
@@ -411,11 +411,11 @@ def test_equivalence_verdict(effect, at_delta):
     w = np.array([-1.0, 1.0])
     base = sim.Design(shifts=np.zeros(2), seeds=10)
     design = sim.Design(shifts=np.array([0.0, shift_for_effect(effect, base, w, np.array([0.0, 1.0]))]), seeds=10)
-    grid = eg.Grid(cells, {"arm": str}, np.ones(2, bool))
+    grid = contrasts.Grid(cells, {"arm": str}, np.ones(2, bool))
     n, W = 250, np.stack([c.weights for c in grid.answers()])
-    rows = [eg.family_arrays(est.accuracy_components(y, design.groups), W)
+    rows = [contrasts.family_arrays(grid_model.accuracy_components(y, design.groups), W)
             for y in sim.simulate(design, n, np.random.default_rng(13))]
-    rate = np.mean([ev.verdict(r["lo_sim"][0], r["hi_sim"][0], 0.08).startswith("equivalent") for r in rows])
+    rate = np.mean([verdicts.verdict(r["lo_sim"][0], r["hi_sim"][0], 0.08).startswith("equivalent") for r in rows])
     print(f"\ntrue effect {effect:+.2f}: 'equivalent' in {rate:.3f} of {n} grids (half-width "
           f"{np.mean([r['hi_sim'] - r['lo_sim'] for r in rows]) / 2:.4f}, MC se {mc_se(rate, n):.3f})")
     if at_delta:

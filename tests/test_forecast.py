@@ -1,4 +1,4 @@
-"""harness.forecast: the learning-curve fit against scipy, its bands by simulation, backtest, crossings."""
+"""harness.stats.forecast: the learning-curve fit against scipy, its bands by simulation, backtest, crossings."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import optimize
 
-from harness import forecast as fc
+from harness.stats import forecast as fc
 
 # a curve and seed noise shaped like the default study's: accuracy 0.62 at n=50, 0.86 at n=1500,
 # seed sd 0.032 at n=50 and 0.007 at n=1500

@@ -20,10 +20,11 @@ from transformers import AutoModelForSequenceClassification
 
 from bench import gpu_check
 from bench.gpu_table import render_gpu
-from harness.modeling import Encodings, autocast
-from harness.packing import Layout, compile_blocks
+from harness.run.modeling import Encodings, autocast
+from harness.run.packing import Layout, compile_blocks
 from harness.study import TrainSpec
-from harness.train import Inputs, make_optimizer, make_schedule, train_step
+from harness.run.packing import Inputs
+from harness.run.train import make_optimizer, make_schedule, train_step
 from tiny import FAMILIES, tiny_model
 
 CUDA = torch.device("cuda")
@@ -153,7 +154,7 @@ def test_local_workers_share_the_one_visible_gpu(monkeypatch):
     """``python -m harness worker --processes K`` with one GPU visible leaves every worker on it;
     with several, it deals them out one each."""
     pytest.importorskip("optuna")
-    from harness import worker
+    from harness.run import worker
 
     class Child:
         def __init__(self, command, env):

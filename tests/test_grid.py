@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-from harness.grid import expand
-from harness.study import load_study
+from harness.study import expand, load_study
 
 
 def test_default_grid_is_the_union_of_its_blocks():

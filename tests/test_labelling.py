@@ -1,4 +1,4 @@
-"""harness.labelling: binary against three-class runs on the same test sentences.
+"""harness.stats.labelling: binary against three-class runs on the same test sentences.
 
 The estimator is checked against statsmodels on fixed data and its interval's coverage by
 simulating whole studies (a population of reviews, sentences clustered in them, seeds that
@@ -14,8 +14,8 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from harness.bands import cluster_variance
-from harness.labelling import compare, difference
+from harness.stats.bands import cluster_variance
+from harness.stats.labelling import compare, difference
 
 
 def _fixed(seed: int = 3, n: int = 90, groups: int = 17):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from harness.errors import HarnessError
-from harness.modeling import Encodings, encoder_parts, freeze_, frozen_prefix, resolve_depth, top_of
-from harness.train import Inputs, predict
+from harness.run.modeling import Encodings, encoder_parts, freeze_, frozen_prefix, resolve_depth, top_of
+from harness.run.packing import Inputs
+from harness.run.train import predict
 from tiny import FAMILIES, tiny_model
 
 # parameters outside embeddings and blocks: the head each family trains when everything is frozen

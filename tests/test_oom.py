@@ -14,13 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from harness import train
-from harness.display import Display
-from harness.modeling import Encodings
-from harness.runner import run_study
+from harness.run import train
+from harness.run.display import Display
+from harness.run.modeling import Encodings
+from harness.run.runner import run_study
 from harness.store import Results
 from harness.study import TrainSpec, load_study
-from harness.train import Inputs, train_run
+from harness.run.packing import Inputs
+from harness.run.train import train_run
 from tiny import tiny_model
 
 CPU = torch.device("cpu")

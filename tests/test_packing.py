@@ -13,12 +13,13 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification
 
-from harness import packing
+from harness.run import packing
 from harness.errors import HarnessError
-from harness.modeling import Encodings, encoder_parts, freeze_, frozen_prefix, top_of
-from harness.packing import Layout, bucket_width, pack
+from harness.run.modeling import Encodings, encoder_parts, freeze_, frozen_prefix, top_of
+from harness.run.packing import Layout, bucket_width, pack
 from harness.study import TrainSpec
-from harness.train import Inputs, predict, train_run
+from harness.run.packing import Inputs
+from harness.run.train import predict, train_run
 from tiny import FAMILIES, tiny_model
 
 CPU = torch.device("cpu")

@@ -1,4 +1,4 @@
-"""harness.peaks: the exact sign-flip test, the split, the floor on a detectable change, and
+"""harness.stats.peaks: the exact sign-flip test, the split, the floor on a detectable change, and
 simulated studies: flat true curves (false alarms) and a real late drop (power)."""
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import pytest
 from scipy import stats as sps
 from scipy.special import ndtri
 
-from harness import peaks, stats
+from harness.stats import peaks
+from harness.stats.proportions import mcnemar_exact
+
 
 ALPHA = 0.05
 
@@ -53,7 +55,7 @@ def old_method_p(c: np.ndarray) -> float:
     peak = int(np.argmax(acc))
     if peak == len(acc) - 1 or acc[peak] <= acc[-1]:
         return 1.0
-    return stats.mcnemar_exact(c[peak], c[-1])[2]
+    return mcnemar_exact(c[peak], c[-1])[2]
 
 
 FLAT = [0.88] * 20

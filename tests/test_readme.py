@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.sources import cache_dir
+from harness.data import cache_dir
 from toy import ROOT, TOY, env, review_csv, sandbox
 
 README = (ROOT / "README.md").read_text()

@@ -70,14 +70,14 @@ def _page(binary: Path, overrides=SET) -> tuple[str, dict]:
 def test_the_page_compares_the_labellings_on_the_same_sentences(stores):
     binary, three, scores = stores
     text, parts = _page(binary)
-    comp = parts["labelling"]
+    comp = parts.labelling
     assert comp.why == "" and comp.chosen, comp.why
     assert "### Binary against three classes" in text
     answer = next(line for line in text.splitlines() if line.startswith("- **Is binary too coarse?**"))
     assert "Against three classes cut from the same score" in answer and "on the same 720 test sentences" in answer
 
     # recompute the chosen cell's numbers from the stored predictions
-    ev = parts["evidence"]
+    ev = parts.evidence
     c = list(ev.cells["cell"]).index(comp.chosen)
     binary_correct = ev.Y[c][ev.kept[c]]
     clear = np.abs(scores) > 0.5
@@ -100,7 +100,7 @@ def test_other_test_sentences_are_refused_with_the_key_to_set(stores):
     splits = json.loads((three / "splits.json").read_text())
     (three / "splits.json").write_text(json.dumps(splits | {"test_rows": splits["test_rows"][::-1]}))
     text, parts = _page(binary)
-    assert "has other test sentences; give it data.split_thresholds = [0.0]" in parts["labelling"].why
+    assert "has other test sentences; give it data.split_thresholds = [0.0]" in parts.labelling.why
     assert "No three-class comparison:" in text and "### Binary against three classes" in text
 
 
@@ -108,11 +108,11 @@ def test_a_missing_companion_says_how_to_get_it(stores):
     binary, three, _ = stores
     shutil.rmtree(three)
     text, parts = _page(binary)
-    assert parts["labelling"].why.startswith("no results in")
+    assert parts.labelling.why.startswith("no results in")
     assert "Run the three-class study of the same sentences" in text
 
 
 def test_without_a_labelling_study_the_page_has_no_comparison(stores):
     binary, _, _ = stores
     text, parts = _page(binary, [])
-    assert parts["labelling"].folder == "" and "Binary against three classes" not in text
+    assert parts.labelling.folder == "" and "Binary against three classes" not in text

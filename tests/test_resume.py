@@ -22,7 +22,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from harness import tuning
+from harness.run import tuning
 from harness.records import RunRecord
 from harness.store import Results, read_records, record_key
 from harness.study import SearchSpec, TrainSpec

@@ -1,4 +1,4 @@
-"""harness.sequential and harness.allocation: spending, looks, verdicts over looks, allocation; by simulation.
+"""harness.stats.sequential and harness.stats.allocation: spending, looks, verdicts over looks, allocation; by simulation.
 
 The simulations (tests/sim.py) run whole adaptive studies on a 3 x 2 grid (data size x
 freezing, the frozen cells cheap, the others 40 times dearer): each simulated study holds
@@ -20,17 +20,17 @@ from scipy import optimize
 from scipy import stats as sps
 
 import sim
-from harness import estimate as est
-from harness import estimate_grid as eg
-from harness import estimate_verdicts as ev
-from harness import allocation as alloc
-from harness import sequential as seq
+from harness.stats import grid_model
+from harness.stats import contrasts
+from harness.stats import verdicts
+from harness.stats import allocation as alloc
+from harness.stats import sequential as seq
 
 ALPHA = 0.05
 AXES = {"data_size": [50, 150, 500], "freeze": ["all", 0]}
 CELLS = sim.grid_cells(AXES)
 ORDER = {"data_size": float, "freeze": sim.ORDER["freeze"]}
-GRID = eg.Grid(CELLS, ORDER, np.ones(len(CELLS), bool))
+GRID = contrasts.Grid(CELLS, ORDER, np.ones(len(CELLS), bool))
 COST = np.where(CELLS["freeze"] == "all", 1.0, 40.0)  # seconds per run: classifier only, full fine-tuning
 
 
@@ -70,7 +70,7 @@ def test_tiny_alpha_uses_sidak_which_still_covers(rho, k):
     integration, scipy) is at least 1 - alpha and close to it."""
     corr = np.full((k, k), rho) + (1 - rho) * np.eye(k)
     alpha = 0.002
-    level = seq.family_level(corr, alpha)
+    level = verdicts.family_level(corr, alpha)
     assert level == pytest.approx(1 - (1 - alpha) ** (1 / k), rel=1e-12)
     q = sps.norm.isf(level / 2)
     mvn = sps.multivariate_normal(np.zeros(k), corr, seed=1, abseps=1e-8, releps=1e-8, maxpts=2_000_000)
@@ -85,10 +85,10 @@ def test_a_look_at_alpha_gives_analyses_simultaneous_intervals(missing):
     if missing:
         Y[5, 3] = np.nan
     lk = seq.look(Y, design.groups, CELLS, ORDER, ALPHA)
-    comp = est.accuracy_components(Y, design.groups)
-    _, answers = eg.answer_contrasts(comp, GRID, ALPHA)
-    for name, contrasts in (("answers", answers), ("detail", GRID.detail())):
-        f, want = lk.families[name], eg.family_arrays(comp, np.stack([c.weights for c in contrasts]), ALPHA)
+    comp = grid_model.accuracy_components(Y, design.groups)
+    _, answers = contrasts.answer_contrasts(comp, GRID, ALPHA)
+    for name, found in (("answers", answers), ("detail", GRID.detail())):
+        f, want = lk.families[name], contrasts.family_arrays(comp, np.stack([c.weights for c in found]), ALPHA)
         assert np.allclose(f.lo, want["lo_sim"], rtol=1e-10) and np.allclose(f.hi, want["hi_sim"], rtol=1e-10)
         assert np.allclose(f.share.sum(axis=1), f.var_seed, rtol=1e-10)  # the cells' parts add up
         outside = np.where(f.W == 0, f.share, 0.0).sum(axis=1)  # through the seed effects only, when unbalanced
@@ -130,7 +130,7 @@ def demand(var_seed: float, var_test: float, gap: float, kept=(3, 3), cells=2, l
                                                                  (2e-5, 1e-6, 4.0, 0.004)])
 def test_projection_agrees_with_estimate_verdicts_plan(var_seed, var_test, df_seed, level):
     """At gap = delta / 2 the target is plan's (half-width delta / 2): the same fewest seeds per cell."""
-    seeds, multiple = ev.plan(var_seed, var_test, 3, df_seed, 63, level, delta=0.01)
+    seeds, multiple = verdicts.plan(var_seed, var_test, 3, df_seed, 63, level, delta=0.01)
     assert multiple == 1.0
     d = demand(var_seed, var_test, 0.005, df_seed=df_seed, level=level)
     assert alloc.excess(d, np.array([seeds, seeds]))[0] == 0 < alloc.excess(d, np.array([seeds - 1, seeds - 1]))[0]
@@ -149,7 +149,7 @@ def test_comparisons_seeds_cannot_decide_pull_none(estimate, var_test, by_seeds)
     lk = seq.Look(0.001, comp, {"answers": f})
     d = alloc.demand(lk, seq.running([lk], 0.01), ALPHA, 0.01)
     assert (len(d.gap), d.undecidable) == ((1, 0) if by_seeds else (0, 1))
-    plan_says = ev.plan(1e-4, var_test, 3, 4.0, 63, ALPHA, 0.01)[1] == 1.0
+    plan_says = verdicts.plan(1e-4, var_test, 3, 4.0, 63, ALPHA, 0.01)[1] == 1.0
     assert plan_says <= by_seeds  # whatever plan says seeds decide, they do; large effects besides
     wave = alloc.next_wave([lk], 0.01, ALPHA, np.array([3, 3]), np.array([10, 10]), np.array([1.0, 1.0]),
                          np.zeros(2, int), np.array([math.inf]))
@@ -203,7 +203,7 @@ def test_next_wave_says_why(runs, cap, budget, alpha_rest, delta, reason, final)
 # ---------------------------------------------------------------- simulations
 
 def adaptive_study(Y: np.ndarray, groups: np.ndarray, delta: float, first: int, cap: int, naive: bool = False,
-                   budget: float = math.inf, grid: eg.Grid = GRID, order: dict = ORDER,
+                   budget: float = math.inf, grid: contrasts.Grid = GRID, order: dict = ORDER,
                    cost: np.ndarray = COST) -> tuple[dict, np.ndarray, list[seq.Look]]:
     """One study: looks and waves until the plan stops; (verdict tables, runs per cell, looks).
 
@@ -226,7 +226,7 @@ def adaptive_study(Y: np.ndarray, groups: np.ndarray, delta: float, first: int, 
 
 @pytest.fixture
 def fast_draws(monkeypatch):
-    monkeypatch.setattr(seq, "DRAWS", 4000)
+    monkeypatch.setattr(verdicts, "DRAWS", 4000)
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def null_grids():
 def spending_calls(null_grids):
     """(per study: any better/worse per family, runs) of the adaptive procedure on the 500 null grids."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(seq, "DRAWS", 4000)
+        patch.setattr(verdicts, "DRAWS", 4000)
         return null_calls(null_grids, 500, naive=False)
 
 
@@ -291,7 +291,7 @@ def test_equivalence_at_the_margin_keeps_its_error_under_adaptive_stopping(fast_
     shift = optimize.brentq(lambda x: np.diff(sim.Design(shifts=np.array([0.0, x]), seeds=12).truth())[0] - delta,
                             -3, 3)
     design = sim.Design(shifts=np.array([0.0, shift]), seeds=12)
-    grid = eg.Grid(cells, {"arm": str}, np.ones(2, bool))
+    grid = contrasts.Grid(cells, {"arm": str}, np.ones(2, bool))
     called, runs = [], []
     for y in sim.simulate(design, n, np.random.default_rng(22)).astype(float):
         tables, used, _ = adaptive_study(y, base.groups, delta, 3, 12, grid=grid, order={"arm": str},

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.records import decode_correct
+from harness.stats import proportions, search, verdicts
 
 # Lakens (2013), Frontiers in Psychology 4:863, table 1: ten raters, two movies; t(9) = 4.74, d_z = 1.50
 MOVIE_1 = [9, 7, 8, 9, 8, 9, 9, 10, 9, 9]
@@ -18,7 +19,7 @@ MOVIE_2 = [9, 6, 7, 8, 7, 9, 8, 8, 8, 7]
 @pytest.mark.parametrize("k, n, lo, hi", [  # Newcombe (1998), Stat Med 17:857, table I, method 3 (Wilson)
     (81, 263, 0.2553, 0.3662), (15, 148, 0.0624, 0.1605), (0, 20, 0.0, 0.1611), (1, 29, 0.0061, 0.1718)])
 def test_wilson_interval_matches_newcombe(k, n, lo, hi):
-    assert stats.wilson_interval(k, n) == pytest.approx((lo, hi), abs=5e-5)
+    assert proportions.wilson_interval(k, n) == pytest.approx((lo, hi), abs=5e-5)
 
 
 @pytest.mark.parametrize("p, want", [
@@ -28,7 +29,7 @@ def test_wilson_interval_matches_newcombe(k, n, lo, hi):
     ([0.3, 0.4], [0.6, 0.6]),
 ])
 def test_holm(p, want):
-    assert stats.holm(p) == pytest.approx(want, nan_ok=True)
+    assert verdicts.holm(p) == pytest.approx(want, nan_ok=True)
 
 
 def binomial_two_sided(k: int, n: int) -> float:
@@ -40,22 +41,22 @@ def binomial_two_sided(k: int, n: int) -> float:
 def test_mcnemar_exact_matches_binomial_sum(n01, n10):
     a = [False] * n01 + [True] * n10 + [True] * 7 + [False] * 4
     b = [True] * n01 + [False] * n10 + [True] * 7 + [False] * 4
-    got = stats.mcnemar_exact(a, b)
+    got = proportions.mcnemar_exact(a, b)
     assert got[:2] == (n01, n10)
     assert got[2] == pytest.approx(binomial_two_sided(n01, n01 + n10) if n01 + n10 else 1.0)
 
 
 def test_bits():
-    assert stats.bits("0110").tolist() == [False, True, True, False]
+    assert decode_correct("0110").tolist() == [False, True, True, False]
 
 
 def test_expected_max_matches_enumeration():
     values = [0.61, 0.55, 0.70, 0.64]
     for n in (1, 2, 3):
         draws = list(itertools.product(values, repeat=n))
-        assert stats.expected_max(values, n) == pytest.approx(np.mean([max(d) for d in draws]))
-    assert stats.expected_max(values, 1) == pytest.approx(np.mean(values))
-    assert stats.expected_max(values, 200) == pytest.approx(max(values))
+        assert search.expected_max(values, n) == pytest.approx(np.mean([max(d) for d in draws]))
+    assert search.expected_max(values, 1) == pytest.approx(np.mean(values))
+    assert search.expected_max(values, 200) == pytest.approx(max(values))
 
 
 @pytest.mark.parametrize("n, expected, sd", [
@@ -64,7 +65,7 @@ def test_expected_max_matches_enumeration():
     (2, 10.48 / 16, 0.045),  # weights 1, 3, 5, 7 / 16: E[max^2] = 6.8968 / 16 = 0.43105, minus 0.655^2
 ])
 def test_expected_best_by_hand(n, expected, sd):
-    out = stats.expected_best([0.61, 0.55, 0.70, 0.64], n)
+    out = search.expected_best([0.61, 0.55, 0.70, 0.64], n)
     assert out["expected"] == pytest.approx(expected) and out["sd"] == pytest.approx(sd)
 
 
@@ -72,32 +73,32 @@ def test_expected_best_sd_matches_enumeration():
     values = [0.61, 0.55, 0.70, 0.64, 0.58]
     for n in (1, 2, 3):
         maxima = [max(d) for d in itertools.product(values, repeat=n)]
-        out = stats.expected_best(values, n)
+        out = search.expected_best(values, n)
         assert (out["expected"], out["sd"]) == pytest.approx((np.mean(maxima), np.std(maxima)))
 
 
 def test_expected_best_of_a_loss_is_the_expected_minimum():
     # nine ordered pairs from (0.5, 0.3, 0.4): minima sum to 3.2
-    out = stats.expected_best([0.5, 0.3, 0.4], 2, higher_is_better=False)
+    out = search.expected_best([0.5, 0.3, 0.4], 2, higher_is_better=False)
     assert out["expected"] == pytest.approx(3.2 / 9)
     assert out["sd"] == pytest.approx(np.std([0.5, 0.3, 0.4, 0.3, 0.3, 0.3, 0.4, 0.3, 0.4]))
 
 
 def test_expected_best_curve_keeps_the_best_trial_apart():
-    curve = stats.expected_best_curve([0.61, 0.55, 0.70, 0.64])
+    curve = search.expected_best_curve([0.61, 0.55, 0.70, 0.64])
     assert [c["trials"] for c in curve] == [1, 2, 3, 4]
     assert all(c["best_trial"] == 0.70 for c in curve)
-    assert curve[-1]["expected"] == pytest.approx(stats.expected_max([0.61, 0.55, 0.70, 0.64], 4))
+    assert curve[-1]["expected"] == pytest.approx(search.expected_max([0.61, 0.55, 0.70, 0.64], 4))
     assert curve[-1]["expected"] < 0.70  # the expectation over 4 draws, not the best trial
     assert curve[0]["expected"] == pytest.approx(0.625)
-    assert stats.expected_best_curve([]) == [] and math.isnan(stats.expected_best([], 3)["sd"])
-    assert stats.expected_best([0.7, 0.7], 5)["sd"] == 0.0
+    assert search.expected_best_curve([]) == [] and math.isnan(search.expected_best([], 3)["sd"])
+    assert search.expected_best([0.7, 0.7], 5)["sd"] == 0.0
 
 
 def test_roc_auc():
-    assert stats.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)  # sklearn's doc example
+    assert proportions.roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)  # sklearn's doc example
     rng = np.random.default_rng(0)
     y, s = rng.integers(0, 2, 200), rng.random(200)
     pairs = [(p > q) + 0.5 * (p == q) for p in s[y == 1] for q in s[y == 0]]
-    assert stats.roc_auc(y, s) == pytest.approx(np.mean(pairs))
-    assert math.isnan(stats.roc_auc([1, 1], [0.2, 0.3]))
+    assert proportions.roc_auc(y, s) == pytest.approx(np.mean(pairs))
+    assert math.isnan(proportions.roc_auc([1, 1], [0.2, 0.3]))

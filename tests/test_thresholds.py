@@ -1,4 +1,4 @@
-"""harness.thresholds: the three rules for a score exactly on a threshold, and data.py's own rule."""
+"""harness.data.thresholds: the three rules for a score exactly on a threshold, and data.py's own rule."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import thresholds
+from harness.data import thresholds
 from harness.data import encode_labels
 from harness.study import DataSpec
 

@@ -3,9 +3,10 @@
 import numpy as np
 import torch
 
-from harness.modeling import Encodings
+from harness.run.modeling import Encodings
 from harness.study import TrainSpec
-from harness.train import Inputs, batches, evaluate, train_run
+from harness.run.packing import Inputs
+from harness.run.train import batches, evaluate, train_run
 from tiny import tiny_model
 
 CPU = torch.device("cpu")

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from harness import train
-from harness.modeling import Encodings, freeze_, frozen_prefix, top_of
+from harness.run import train
+from harness.run.modeling import Encodings, freeze_, frozen_prefix, top_of
 from harness.study import TrainSpec
-from harness.train import Inputs, predict, train_run
+from harness.run.packing import Inputs
+from harness.run.train import predict, train_run
 from tiny import FAMILIES, tiny_model
 
 CPU = torch.device("cpu")

@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from harness import tuning
+from harness.run import tuning
 from harness.study import SearchSpec, TrainSpec
 
 

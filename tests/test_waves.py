@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 
 import sim
-from harness import evidence, runner, sequential, waves
-from harness.display import Display
-from harness.grid import expand
+from harness import evidence, waves
+from harness.run import runner
+from harness.stats import sequential
+from harness.run.display import Display
+from harness.study import expand, load_study
 from harness.records import RunRecord
 from harness.store import Results, read_records
-from harness.study import load_study
 
 ROOT = Path(__file__).parents[1]
 STUDY = """name = "w"

@@ -16,7 +16,7 @@ TOY = ["data.max_rows=600", "grid.data_sizes=[60, 120]", "grid.epochs=[2]", "sea
 def review_csv(path: Path, rows: int = 600) -> Path:
     """A small review file in the MLU schema (reviewText, isPositive, asin), from the builtin sentences:
     a local file standing in for the MLU CSV behind a URL."""
-    from harness.sources import read_builtin
+    from harness.data.sources import read_builtin
 
     frame = read_builtin("amazon-snippets").head(rows)
     frame = frame.assign(reviewText=frame["text"], isPositive=(frame["score"] > 0).astype(int), asin=frame["review"])

@@ -20,13 +20,14 @@ from harness.report import (answers, calibration, cells, effects, gallery, lab, 
                             seeds, tuning)
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
+from harness.report.parts import Parts
 
 __all__ = ["build", "main", "render", "summary_rows", "write_report", "write_report_and_rows"]
 
 TABLES = "tables"
 
 
-def build(stored: Stored) -> dict:
+def build(stored: Stored) -> Parts:
     """Every section's numbers, computed once from the store."""
     ev = from_records(stored.records, stored.splits, stored.axes)
     runs = run_frame(stored)
@@ -35,48 +36,46 @@ def build(stored: Stored) -> dict:
     estimates = [effects.estimate(stored, ev, m) for m in metrics]
     estimates[0] = seeds.apply(estimates[0], sequential)  # an adaptive study's verdicts come from its looks
     summary = cells.summary(stored, runs, estimates)
-    parts = {"sequential": sequential, "evidence": ev, "runs": runs, "estimates": estimates,
-             "accuracy": estimates[0], "summary": summary,
-             "baseline": cells.baseline(stored, ev), "overfitting": overfitting.compute(stored),
-             "curves": overfitting.curves(stored), "calibration": calibration.compute(stored, ev),
-             "tuning": tuning.compute(stored)}
-    parts["lab"] = lab.compute(stored, ev, runs, summary)
-    parts["labelling"] = labelling.compute(stored, ev, summary)
-    parts["lab_sentences"] = lab.sentences(stored, parts["lab"], labelling.sentence(parts["labelling"]))
-    return parts
+    found_lab = lab.compute(stored, ev, runs, summary)
+    comparison = labelling.compute(stored, ev, summary)
+    return Parts(evidence=ev, runs=runs, estimates=estimates, summary=summary, baseline=cells.baseline(stored, ev),
+                 overfitting=overfitting.compute(stored), curves=overfitting.curves(stored),
+                 calibration=calibration.compute(stored, ev), tuning=tuning.compute(stored), lab=found_lab,
+                 labelling=comparison, lab_sentences=lab.sentences(stored, found_lab, labelling.sentence(comparison)),
+                 sequential=sequential)
 
 
-def render(stored: Stored, parts: dict, drawn: dict) -> str:
+def render(stored: Stored, parts: Parts, drawn: dict) -> str:
     study = stored.study
     lines = [f"# Study `{study.name}`: ablation report", "", study.description, ""]
     lines += answers.render(stored, parts)
-    lines += cells.render(stored, parts["summary"], parts["baseline"])
-    lines += effects.render(stored, parts["estimates"])
-    lines += overfitting.render(stored, parts["overfitting"])
-    lines += calibration.render(stored, parts["calibration"], parts["summary"])
+    lines += cells.render(stored, parts.summary, parts.baseline)
+    lines += effects.render(stored, parts.estimates)
+    lines += overfitting.render(stored, parts.overfitting)
+    lines += calibration.render(stored, parts.calibration, parts.summary)
     lines += gallery.render(drawn)
-    lines += tuning.render(stored, parts["tuning"], parts["summary"])
-    lines += lab.render(stored, parts["lab"], labelling.render(parts["labelling"]))
-    lines += seeds.render(stored, parts["sequential"])
-    lines += provenance.methods(stored, {m.metric: m.note for m in parts["estimates"]})
+    lines += tuning.render(stored, parts.tuning, parts.summary)
+    lines += lab.render(stored, parts.lab, labelling.render(parts.labelling))
+    lines += seeds.render(stored, parts.sequential)
+    lines += provenance.methods(stored, {m.metric: m.note for m in parts.estimates})
     lines += provenance.provenance(stored)
-    lines += cells.render_runs(stored, parts["runs"])
+    lines += cells.render_runs(stored, parts.runs)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def tables(stored: Stored, parts: dict) -> dict[str, pd.DataFrame]:
-    over, tune, cal = parts["overfitting"], parts["tuning"], parts["calibration"]
-    return {"cells": parts["summary"], "answers": effects.frame(parts["estimates"], "answers"),
-            "interactions": effects.frame(parts["estimates"], "interactions"),
-            "detail": effects.frame(parts["estimates"], "detail"), "runs": parts["runs"],
+def tables(stored: Stored, parts: Parts) -> dict[str, pd.DataFrame]:
+    over, tune, cal = parts.overfitting, parts.tuning, parts.calibration
+    return {"cells": parts.summary, "answers": effects.frame(parts.estimates, "answers"),
+            "interactions": effects.frame(parts.estimates, "interactions"),
+            "detail": effects.frame(parts.estimates, "detail"), "runs": parts.runs,
             "diagnostics_runs": over.runs, "diagnostics_cells": over.cells, "collapse": over.collapse,
-            "curves": parts["curves"], "calibration": cal.cells if cal else pd.DataFrame(),
+            "curves": parts.curves, "calibration": cal.cells if cal else pd.DataFrame(),
             "per_class": cal.classes if cal else pd.DataFrame(),
             "confusion": calibration.confusion_frame(cal, stored.class_names),
             "tuning_trials": tune.trials, "expected_max": tune.expected,
-            "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts["lab"].forecasts
+            "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts.lab.forecasts
                                    if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
-            "score_bands": parts["lab"].bands, "labelling": labelling.frame(parts["labelling"])}
+            "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling)}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:
@@ -93,7 +92,7 @@ def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> 
     folder.mkdir(parents=True, exist_ok=True)
     for name, frame in tables(stored, parts).items():
         frame.to_csv(folder / f"{name}.csv", index=False)
-    cells.predictions(stored, parts["evidence"]).to_csv(folder / "predictions.csv.gz", index=False)
+    cells.predictions(stored, parts.evidence).to_csv(folder / "predictions.csv.gz", index=False)
     path = stored.results.report
     tmp = path.with_suffix(".tmp")
     tmp.write_text(render(stored, parts, drawn))
@@ -107,12 +106,12 @@ def summary_rows(results: Path) -> tuple[str, list[dict]]:
     return console_rows(stored, build(stored))
 
 
-def console_rows(stored: Stored, parts: dict) -> tuple[str, list[dict]]:
+def console_rows(stored: Stored, parts: Parts) -> tuple[str, list[dict]]:
     rows = [{"cell": r.cell, "seeds": f"{r.seeds}/{r.runs}",
              "accuracy": f"{num(r.accuracy_mean)} {_interval(r.accuracy_lo, r.accuracy_hi)}",
              "f1": f"{num(r.f1_mean)} {_interval(getattr(r, 'f1_lo', None), getattr(r, 'f1_hi', None))}".strip(),
              "best_epoch": num(r.best_epoch, "g"), "lr": num(r.lr, ".1e"), "batch_size": str(r.batch_size)}
-            for r in parts["summary"].itertuples()]
+            for r in parts.summary.itertuples()]
     return ("test" if stored.source == "test" else "validation"), rows
 
 

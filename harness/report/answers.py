@@ -8,11 +8,12 @@ from harness.report import calibration, overfitting
 from harness.report.effects import MetricEstimates
 from harness.report.format import effect, label, pval
 from harness.report.frames import Stored
+from harness.report.parts import Parts
 
 
-def render(stored: Stored, parts: dict) -> list[str]:
+def render(stored: Stored, parts: Parts) -> list[str]:
     a = stored.analysis
-    acc: MetricEstimates = parts["accuracy"]
+    acc: MetricEstimates = parts.accuracy
     where = "test" if stored.source == "test" else "validation"
     lines = ["## Answers at a glance", "",
              f"Changes in {where} accuracy from one model of all "
@@ -22,9 +23,9 @@ def render(stored: Stored, parts: dict) -> list[str]:
     if acc.grid is not None:
         lines += [f"- {s}" for s in axis_sentences(stored, acc)]
         lines += [f"- {s}" for s in interaction_sentences(stored, acc)]
-    lines += [f"- **Was a late peak real?** {overfitting.late_peak_sentence(parts['overfitting'], a.alpha)}"]
+    lines += [f"- **Was a late peak real?** {overfitting.late_peak_sentence(parts.overfitting, a.alpha)}"]
     lines += [f"- **Which metrics tell the truth?** {metrics_sentence(stored, parts)}"]
-    lines += [f"- {s}" for s in parts.get("lab_sentences", [])]
+    lines += [f"- {s}" for s in parts.lab_sentences]
     return lines + [""]
 
 
@@ -69,8 +70,8 @@ def _p(p: float) -> str:
     return text.replace("<", "< ") if text.startswith("<") else f"= {text}"
 
 
-def metrics_sentence(stored: Stored, parts: dict) -> str:
-    summary, base = parts["summary"], parts["baseline"]
+def metrics_sentence(stored: Stored, parts: Parts) -> str:
+    summary, base = parts.summary, parts.baseline
     kept = summary.dropna(subset=["accuracy_mean"])
     said = []
     if base and len(kept):
@@ -85,5 +86,5 @@ def metrics_sentence(stored: Stored, parts: dict) -> str:
             rho = sps.spearmanr(kept["accuracy_mean"], kept[column], nan_policy="omit").statistic
             said.append(f"{name} ranks the cells {'as' if rho >= 0.9 else 'unlike'} accuracy does (Spearman ρ = "
                         f"{rho:.2f})")
-    text = calibration.sentence(parts["calibration"], summary)
+    text = calibration.sentence(parts.calibration, summary)
     return "; ".join(said) + (". " + text if text else ".")

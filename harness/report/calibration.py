@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import calibration as cal
+from harness.stats import calibration as cal
 from harness.evidence import Evidence
 from harness.report.cells import best_cell
 from harness.report.format import label, md_table, num
-from harness.report.frames import Stored, flag, probabilities
+from harness.kept import flag
+from harness.report.frames import Stored, probabilities
 
 
 @dataclass(frozen=True)

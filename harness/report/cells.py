@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.bands import clustered_accuracy
+from harness.stats.bands import clustered_accuracy
 from harness.evidence import Evidence
-from harness.metrics import macro_f1
+from harness.stats.metrics import macro_f1
 from harness.report.effects import MetricEstimates
 from harness.report.format import estimate, label, md_table, num, plural
 
@@ -56,7 +56,7 @@ def summary(stored: Stored, runs: pd.DataFrame, estimates: list[MetricEstimates]
 
 
 def _ids(stored: Stored, cells: pd.DataFrame) -> list[str]:
-    from harness.axes import cell_id
+    from harness.study.axes import cell_id
 
     return [cell_id(stored.axes, dict(zip(cells.columns, row))) for row in cells.itertuples(index=False)]
 

@@ -1,4 +1,4 @@
-"""The effects: what each axis did, from one model of the whole grid (harness.estimate_grid).
+"""The effects: what each axis did, from one model of the whole grid (harness.stats.contrasts).
 
 Three families per metric, each with simultaneous intervals: the answers (each axis's
 adjacent steps averaged over the rest of the grid, and per level where two axes interact),
@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness import estimate as est
-from harness.estimate_grid import GridEstimates, analyse
+from harness.stats import grid_model
+from harness.stats.contrasts import GridEstimates, analyse
 from harness.evidence import Evidence
-from harness.metrics import macro_f1
+from harness.stats.metrics import macro_f1
 from harness.report.format import effect, md_table, num, pval
 from harness.report.frames import Stored
 
@@ -44,8 +44,8 @@ def estimate(stored: Stored, ev: Evidence, metric: str = "accuracy") -> MetricEs
                                "clustered (CR1) covariance of per-example correctness")
     pred = ev.pred if metric == "macro-F1" else _positive_probs(stored, ev)
     score = (lambda y, p: macro_f1(y, p.astype(int), len(stored.class_names))) if metric == "macro-F1" else _auc
-    runs, cov, df = est.bootstrap_covariance(pred, ev.labels, ev.groups, score, BOOTSTRAP_DRAWS)
-    comp = est.components(runs, cov, df)
+    runs, cov, df = grid_model.bootstrap_covariance(pred, ev.labels, ev.groups, score, BOOTSTRAP_DRAWS)
+    comp = grid_model.components(runs, cov, df)
     grid = analyse(ev.Y, ev.groups, cells, ev.order, a.alpha, a.smallest_effect, comp=comp)
     return MetricEstimates(metric, grid, f"cluster bootstrap over groups, {BOOTSTRAP_DRAWS} draws, seed 0")
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import stats
-from harness.axes import Axis, axes_of, sort_key
+from harness.stats.proportions import roc_auc, wilson_interval
+from harness.study import AnalysisSpec, Axis, Study, axes_of, build, filled, sort_key
 from harness.errors import HarnessError
-from harness.evidence import EXCLUDED, _filled, source_of
-from harness.records import RunRecord
+from harness.evidence import source_of
+from harness.kept import flag
+from harness.records import RunRecord, decode_classes
 from harness.store import Results
-from harness.study import AnalysisSpec, Study, build
 
 METRIC_NAMES = {"val_accuracy": "accuracy", "val_f1": "macro-F1", "val_loss": "loss"}
 
@@ -74,7 +74,7 @@ def read_stored(results: Path, overrides: list[str] | None = None) -> Stored:
     if not any(r.role == "eval" for r in records):
         raise HarnessError(f"{results}: the store has tuning trials but no evaluation run yet: nothing to report")
     axes = axes_of(study)
-    records = sorted(records, key=lambda r: sort_key(axes, _filled(axes, r.axes)))  # stable within a cell
+    records = sorted(records, key=lambda r: sort_key(axes, filled(axes, r.axes)))  # stable within a cell
     return Stored(store, store.manifest(), study, axes, store.splits(), records)
 
 
@@ -95,17 +95,13 @@ def _analysis(study: Study, overrides: list[str], where: str) -> AnalysisSpec:
     return build(AnalysisSpec, raw, f"--set ({where})", "analysis.")
 
 
-def flag(record: RunRecord) -> str | None:
-    """Why a run is kept out of every estimate: failed, diverged, collapsed (judged on validation), pruned."""
-    return record.status if record.status in EXCLUDED else None
-
 
 def run_frame(stored: Stored) -> pd.DataFrame:
     """One row per evaluation run: its axes, flag, metrics with a Wilson interval, cost and parameters."""
     labels = stored.splits.get("test_labels" if stored.source == "test" else "val_labels", "")
     rows = []
     for r in stored.evals:
-        row = {"cell": r.cell, **_filled(stored.axes, r.axes), "seed": r.seed, "status": r.status, "flag": flag(r),
+        row = {"cell": r.cell, **filled(stored.axes, r.axes), "seed": r.seed, "status": r.status, "flag": flag(r),
                "train_size": r.train_size, "best_epoch": r.best_epoch, "stopped_epoch": r.stopped_epoch,
                "trainable_params": r.trainable_params, "seconds": r.seconds, "trained": r.trained,
                "lr": r.params.get("lr"), "batch_size": r.params.get("batch_size"), "wave": getattr(r, "wave", 0),
@@ -124,8 +120,8 @@ def _scores(record: RunRecord, source: str, labels: str, binary: bool) -> dict:
     out |= {"accuracy": scores["accuracy"], "f1": scores.get("f1", math.nan), "loss": scores.get("loss", math.nan),
             "n": n or 0}
     if source == "test" and binary and record.test.get("prob") and len(record.test["prob"]) == len(labels):
-        out["auc"] = stats.roc_auc([int(c) for c in labels], record.test["prob"])
-    out["wilson_lo"], out["wilson_hi"] = stats.wilson_interval(round(out["accuracy"] * out["n"]), out["n"])
+        out["auc"] = roc_auc(decode_classes(labels), record.test["prob"])
+    out["wilson_lo"], out["wilson_hi"] = wilson_interval(round(out["accuracy"] * out["n"]), out["n"])
     return out
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 from harness.report import figures
 from harness.report.format import label
 from harness.report.frames import Stored
+from harness.report.parts import Parts
 
 FOLDER = "figures"
 TITLES = {"effects": "What each axis did", "vs_size": "Accuracy against data size",
@@ -19,11 +20,11 @@ TITLES = {"effects": "What each axis did", "vs_size": "Accuracy against data siz
           "expected_max": "Expected validation performance against trials"}
 
 
-def draw(stored: Stored, parts: dict, folder: Path) -> dict[str, tuple[Path, str]]:
+def draw(stored: Stored, parts: Parts, folder: Path) -> dict[str, tuple[Path, str]]:
     """Every figure the data allows: name -> (path, caption)."""
     out = {}
-    a, summary, base = stored.analysis, parts["summary"], parts["baseline"]
-    answers = parts["accuracy"].grid.answers if parts["accuracy"].grid is not None else pd.DataFrame()
+    a, summary, base = stored.analysis, parts.summary, parts.baseline
+    answers = parts.accuracy.grid.answers if parts.accuracy.grid is not None else pd.DataFrame()
     if not answers.empty:
         steps = answers.assign(step=[f"{r.axis} {r.level_a}→{r.level_b}" + (f" ({r.context})" if r.context else "")
                                      for r in answers.itertuples()])
@@ -45,7 +46,7 @@ def draw(stored: Stored, parts: dict, folder: Path) -> dict[str, tuple[Path, str
                                                 folder / f"accuracy_vs_{x}.png", (titles[x], titles[hue])), line)
         out["heatmap"] = (figures.heatmap(_heat(stored, cells), f"{where} accuracy", folder / "heatmap.png"),
                           f"Mean {where} accuracy of every cell (rows: the other axes).")
-    curves = parts["curves"]
+    curves = parts.curves
     if not curves.empty:
         out["learning_curves"] = (figures.learning_curves(curves, folder / "learning_curves.png"),
                                   "Validation accuracy by epoch: thin lines each kept seed, the thick line their "
@@ -53,7 +54,7 @@ def draw(stored: Stored, parts: dict, folder: Path) -> dict[str, tuple[Path, str
         out["gaps"] = (figures.gap_curves(curves, folder / "gap_curves.png"),
                        "Training minus validation accuracy by epoch, mean over seeds (training accuracy is a running "
                        "figure with dropout on).")
-    cal = parts["calibration"]
+    cal = parts.calibration
     if cal is not None and not cal.reliability.empty:
         chosen = _extremes(cal.cells)
         bins = cal.reliability[cal.reliability["cell"].isin(chosen)].assign(label=lambda f: f["cell"].map(label))
@@ -61,7 +62,7 @@ def draw(stored: Stored, parts: dict, folder: Path) -> dict[str, tuple[Path, str
                               "Accuracy against confidence in 15 bins, pooled over each cell's runs, for the best "
                               "and the worst calibrated cells (lowest and highest ECE); the diagonal is perfect "
                               "calibration.")
-    lab = parts["lab"]
+    lab = parts.lab
     fitted = [f for f in lab.forecasts if f["forecast"].curve is not None]
     if fitted:
         out["forecast"] = (figures.forecast(fitted, folder / "forecast.png"),
@@ -72,7 +73,7 @@ def draw(stored: Stored, parts: dict, folder: Path) -> dict[str, tuple[Path, str
         out["pareto"] = (figures.pareto(cells, lab.frontier, folder / "pareto.png"),
                          "Every cell's accuracy and interval (the cells table's) against its training seconds per "
                          "run; green: the cells no other beats on both.")
-    tuning = parts["tuning"]
+    tuning = parts.tuning
     trials = tuning.trials.dropna(subset=["value"]) if not tuning.trials.empty else tuning.trials
     if not trials.empty:
         out["optuna"] = (figures.optuna_params(trials, folder / "optuna_params.png"),

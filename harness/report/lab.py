@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import cost, forecast
-from harness.audit import Findings
-from harness.bands import band_gap, band_of, by_band
+from harness.stats import cost
+
+from harness.stats import forecast
+from harness.data import Findings
+from harness.stats.bands import band_gap, band_of, by_band
 from harness.report.cells import best_cell
 from harness.evidence import Evidence
 from harness.report.format import effect, estimate, label, md_table, num
@@ -32,7 +34,7 @@ class Lab:
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def compute(stored: Stored, ev_: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> Lab:
+def compute(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> Lab:
     lab = Lab(summary=summary)
     lab.forecasts, lab.crossings = _forecasts(stored, runs)
     kept = summary.dropna(subset=["accuracy_mean", "val_mean", "seconds_per_run"])
@@ -40,11 +42,11 @@ def compute(stored: Stored, ev_: Evidence, runs: pd.DataFrame, summary: pd.DataF
         lab.cost = cost.cheapest_within(kept, "seconds_per_run", "val_mean", stored.analysis.smallest_effect)
         lab.cost["test"] = kept.set_index("label")["accuracy_mean"].to_dict()
         lab.frontier = cost.frontier(kept, "seconds_per_run", "val_mean")  # chosen on validation, as above
-    lab.bands, lab.band_gap = _bands(stored, ev_, summary)
+    lab.bands, lab.band_gap = _bands(stored, ev, summary)
     audit = stored.splits.get("audit")
     if audit:
         lab.audit = Findings(**audit).lines()
-        lab.leak = _leak(ev_, audit.get("test_rows_seen_in_training") or [])
+        lab.leak = _leak(ev, audit.get("test_rows_seen_in_training") or [])
     return lab
 
 
@@ -88,33 +90,33 @@ def _crossings(stored: Stored, forecasts: list[dict]) -> list[str]:
 
 # --- binary too coarse? -----------------------------------------------------------------------
 
-def _bands(stored: Stored, ev_: Evidence, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+def _bands(stored: Stored, ev: Evidence, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """The best cell's (by validation) accuracy on near-neutral and clear test examples, and the gap.
 
     Binary tasks cut from a score only: near-neutral is the band (-0.5, 0.5] of the score around the
-    threshold (harness.bands), the sentences whose binary label rests on a near-zero mean rating.
+    threshold (harness.stats.bands), the sentences whose binary label rests on a near-zero mean rating.
     """
-    scores = stored.splits.get("test_scores") if ev_.source == "test" else None
+    scores = stored.splits.get("test_scores") if ev.source == "test" else None
     best = best_cell(summary)
-    if scores is None or best is None or not stored.binary or len(scores) != len(ev_.labels):
+    if scores is None or best is None or not stored.binary or len(scores) != len(ev.labels):
         return pd.DataFrame(), {}
-    c = list(ev_.cells["cell"]).index(best)
-    correct = ev_.Y[c][ev_.kept[c]]
+    c = list(ev.cells["cell"]).index(best)
+    correct = ev.Y[c][ev.kept[c]]
     near = band_of(scores) == "near-neutral"
     level = 1 - stored.analysis.alpha
-    return by_band(correct, scores, ev_.groups, level=level).assign(cell=best), \
-        band_gap(correct, near, ev_.groups, level) | {"cell": best, "level": level}
+    return by_band(correct, scores, ev.groups, level=level).assign(cell=best), \
+        band_gap(correct, near, ev.groups, level) | {"cell": best, "level": level}
 
 
-def _leak(ev_: Evidence, seen: list[int]) -> dict:
+def _leak(ev: Evidence, seen: list[int]) -> dict:
     """Accuracy of every cell on the test set without the rows whose text is also in the training pool."""
-    if not seen or ev_.source != "test":
+    if not seen or ev.source != "test":
         return {}
-    keep = np.ones(len(ev_.labels), bool)
+    keep = np.ones(len(ev.labels), bool)
     keep[seen] = False
-    raw = np.nanmean(ev_.Y, axis=2)
-    clean = np.nanmean(ev_.Y[:, :, keep], axis=2)
-    return {"rows": len(seen), "table": pd.DataFrame({"cell": ev_.cells["cell"], "raw": np.nanmean(raw, axis=1),
+    raw = np.nanmean(ev.Y, axis=2)
+    clean = np.nanmean(ev.Y[:, :, keep], axis=2)
+    return {"rows": len(seen), "table": pd.DataFrame({"cell": ev.cells["cell"], "raw": np.nanmean(raw, axis=1),
                                                       "deduplicated": np.nanmean(clean, axis=1)})}
 
 

@@ -1,6 +1,6 @@
 """Section 7, binary against three classes: this study's runs and those of a study of the same
 sentences under another labelling of the same score (``analysis.labelling_study``), compared
-cell by cell on the same test sentences (harness.labelling).
+cell by cell on the same test sentences (harness.stats.labelling).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import labelling
+from harness.stats import labelling
 from harness.errors import HarnessError
 from harness.evidence import Evidence, from_records
 from harness.report.format import effect, estimate, label, md_table, num
@@ -22,7 +22,7 @@ class Comparison:
     folder: str = ""  # the other study's results folder
     why: str = ""  # why there is no comparison ("" when there is one)
     edges: tuple = ()  # the other study's thresholds: its neutral band
-    rows: list[dict] = field(default_factory=list)  # per shared cell: harness.labelling.compare's result
+    rows: list[dict] = field(default_factory=list)  # per shared cell: harness.stats.labelling.compare's result
     chosen: str = ""  # the shared cell with the best validation accuracy of this study
     level: float = 0.95  # of every interval
 

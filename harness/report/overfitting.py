@@ -1,7 +1,7 @@
 """Section 3: overfitting and early stopping, from the logged validation curves.
 
 Was a late peak real? Each evaluation run's peak is chosen on half of the validation groups and
-tested against the last epoch on the other half (harness.peaks), Holm across the study's runs.
+tested against the last epoch on the other half (harness.stats.peaks), Holm across the study's runs.
 Also: where validation loss bottomed out against where accuracy peaked, the runs that collapsed
 to one class (judged on validation), and early stopping replayed with other patiences, with the
 study's min_delta, saying where a replay cannot tell.
@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import diagnostics, peaks
+from harness.kept import ValidationSet
+from harness.report import diagnostics
+
+from harness.stats import peaks
 from harness.report.format import label, md_table, num, plural, pval, signed
 from harness.report.frames import Stored
 
@@ -34,7 +37,7 @@ class Overfitting:
 
 def compute(stored: Stored) -> Overfitting:
     train, a = stored.study.train, stored.analysis
-    val = diagnostics.ValidationSet.from_splits(stored.splits) if stored.splits.get("val_labels") else None
+    val = ValidationSet.from_splits(stored.splits) if stored.splits.get("val_labels") else None
     rows = pd.DataFrame([diagnostics.run_row(r.to_dict(), train.metric, diagnostics.PATIENCES, train.min_delta, val)
                          for r in stored.records])
     rows = diagnostics.correct_drops(rows, a.alpha)

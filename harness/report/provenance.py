@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.grid import expand
+from harness.study import expand
 
 from harness.report.frames import METRIC_NAMES, Stored
+
+
+# results/<study>/report.md and docs/default-report/report.md are both two folders below the repository
+METHODS = "../../docs/methods.md"
 
 
 def methods(stored: Stored, notes: dict[str, str]) -> list[str]:
@@ -33,7 +37,9 @@ def methods(stored: Stored, notes: dict[str, str]) -> list[str]:
             f"{notes.get('macro-F1', notes.get('ROC-AUC', 'not estimated'))}. Simulation tests of the error rates "
             "and coverages are in tests/test_estimate.py.",
             "- **Late peaks**: the peak epoch is chosen on half of the validation groups and tested against the last "
-            "epoch on the other half (exact sign-flip test over groups), Holm across runs.", ""]
+            "epoch on the other half (exact sign-flip test over groups), Holm across runs.",
+            f"- **Methods**: every estimator and test, its sources and the simulations that check it: "
+            f"[docs/methods.md]({METHODS}) in the harness's repository.", ""]
 
 
 def provenance(stored: Stored) -> list[str]:

@@ -2,7 +2,7 @@
 
 A study whose seeds allow more than their first wave (``max_evaluate``) looked at its results
 after each wave; the error rates hold only when each look spends its share of alpha
-(harness.sequential). So for such a study the accuracy verdicts of the answers and the detail
+(harness.stats.sequential). So for such a study the accuracy verdicts of the answers and the detail
 come from the looks, not from one analysis of all seeds at the full alpha.
 """
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness import diagnostics, stats
+from harness.report import diagnostics
+from harness.stats.search import expected_best_curve
 from harness.report.format import label, md_table, num
 from harness.report.frames import METRIC_NAMES, Stored
 
@@ -28,7 +29,7 @@ def compute(stored: Stored) -> Tuning:
     metric = stored.metric
     trials = pd.DataFrame([{"cell": r.cell, "label": label(r.cell), "trial": r.trial, "status": r.status,
                             "lr": r.params.get("lr"), "batch_size": r.params.get("batch_size"),
-                            "objective": r.objective, "value": diagnostics.trial_value(r.to_dict(), metric),
+                            "objective": r.objective, "value": trial_value(r.to_dict(), metric),
                             "seconds": r.seconds} for r in stored.records if r.role == "tune"])
     if trials.empty:
         return Tuning(trials, pd.DataFrame())
@@ -38,7 +39,7 @@ def compute(stored: Stored) -> Tuning:
         chosen = g.loc[g["status"] == "ok", "objective"].dropna()  # the trials that could be chosen
         best = (chosen.max() if higher else chosen.min()) if len(chosen) else float("nan")
         curve += [{"cell": cell, "label": label(cell), **point, "best_trial": best}
-                  for point in stats.expected_best_curve(g["value"].astype(float), higher)]
+                  for point in expected_best_curve(g["value"].astype(float), higher)]
     return Tuning(trials, pd.DataFrame(curve))
 
 
@@ -77,3 +78,19 @@ def render(stored: Stored, t: Tuning, summary: pd.DataFrame) -> list[str]:
 
 def _pm(point) -> str:
     return "n/a" if point is None else f"{point['expected']:.3f} ± {point['sd']:.3f}"
+
+
+def trial_value(record: dict, metric: str) -> float | None:
+    """A tuning trial's value for the expected best of k trials (harness.stats.search.expected_best).
+
+    Complete: its objective. Pruned: the last validation ``metric`` it reported (of its first tuning
+    seed, the one the pruner follows): it was stopped because that looked worse than its peers, and
+    dropping it would leave only the survivors and inflate the expected best of few trials. Failed
+    (or no validation at all): None, kept out.
+    """
+    if record.get("objective") is not None:
+        return float(record["objective"])
+    rows = diagnostics.validated(record.get("history") or [])
+    if record.get("status") == "pruned" and rows:
+        return float(rows[-1][metric])
+    return None

@@ -1,36 +1,11 @@
 """Is a validation-accuracy peak before the last epoch a real drop? A test that pays for choosing the peak.
 
-Picking the best of several epochs on one validation set and then testing that same epoch
-against the last one tests a winner: on a flat true curve the best of 20 noisy epochs beats the
-last one by chance, and an exact McNemar test on the chosen pair calls the gap real in 10-25% of
-simulated runs (tests/test_peaks.py). Two further faults: sentences of one review are not
-independent, and a study tests many runs at once.
-
-The test here (``split_drop_test``) separates choosing from testing:
-
-1. split the validation *groups* (reviews) into two halves with a seeded split (Cox 1975, "A note
-   on data-splitting for the evaluation of significance levels", Biometrika 62: a choice made on
-   one part of the data and tested on an independent part needs no correction for the choice);
-2. on half A choose the peak epoch among the epochs before the last;
-3. on half B test "peak epoch better than last epoch" with an exact sign-flip permutation test over
-   groups: D_g = net examples of group g right at the peak and wrong at the last epoch. Under
-   H0 the two epochs' outcomes are exchangeable within each group, so each D_g is as likely to
-   be -D_g and the groups are independent; the null distribution of sum_g D_g is that of
-   sum_g s_g |D_g| with independent fair signs s_g (Fisher 1935, the randomization test for
-   paired data, applied to cluster totals as in the cluster-level permutation tests reviewed by
-   Gail, Mark, Carroll, Green & Pee 1996, Stat. Med. 15). It is computed exactly, by convolving the
-   groups' two-point distributions, not sampled. With one example per group it is the one-sided
-   exact McNemar (sign) test, and it rests on the same assumption, now per group. Being exact and
-   discrete it is conservative: about 2-3% false alarms at alpha 0.05 in the simulations.
-
-Holm (1979) across the study's evaluation runs then controls the chance of calling any flat run's
-drop real (``decide_across_runs``). The price of the split: the test sees half the validation
-set, so the smallest drop it can ever call real is larger (``smallest_real_change``).
-
-The alternative considered, a permutation or bootstrap null of (max over epochs - last) on all
-examples (White 2000, "A reality check for data snooping", Econometrica 68), keeps the whole set
-but is asymptotic, and a cluster bootstrap over ~30 review groups tends to reject too often
-(Cameron, Gelbach & Miller 2008, Rev. Econ. Stat. 90).
+``split_drop_test``: split the validation reviews in two seeded halves; choose the peak epoch on
+one half; test "peak better than last" on the other with an exact sign-flip permutation test over
+review totals (Cox 1975 for the split; Fisher 1935 and Gail et al. 1996 for the test). Holm
+across a study's runs (``decide_across_runs``). The price: half the validation set, so a larger
+smallest detectable drop (``smallest_real_change``). Why this test, and its simulated size:
+docs/methods.md, "Late peaks".
 """
 
 from __future__ import annotations
@@ -40,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from harness import stats
+from harness.stats.verdicts import ALPHA, holm
 
 SPLIT_SEED = 0  # fixed, so that the split is not one more thing that could be chosen after seeing results
 
@@ -121,9 +96,9 @@ def split_drop_test(correct: np.ndarray, groups: Sequence | None = None, seed: i
     return out | {"p": sign_flip_p(np.bincount(codes[~a], weights=delta).astype(np.int64))}
 
 
-def decide_across_runs(pvalues: Sequence[float], alpha: float = stats.ALPHA) -> tuple[list[float], list[bool]]:
+def decide_across_runs(pvalues: Sequence[float], alpha: float = ALPHA) -> tuple[list[float], list[bool]]:
     """(Holm-adjusted p, real drop?) per run; NaN p (nothing to test) stays NaN, never 'real'."""
-    adjusted = stats.holm(pvalues)
+    adjusted = holm(pvalues)
     return adjusted, [bool(p < alpha) for p in adjusted]
 
 
@@ -141,7 +116,7 @@ def min_p(net_change: int, n_groups: int | None = None, two_sided: bool = True) 
     return min(1.0, (2.0 if two_sided else 1.0) * 0.5 ** flips)
 
 
-def smallest_real_change(n: int, n_groups: int | None = None, alpha: float = stats.ALPHA,
+def smallest_real_change(n: int, n_groups: int | None = None, alpha: float = ALPHA,
                          two_sided: bool = True) -> dict:
     """The smallest net change (examples, and as accuracy) that could ever be called real at ``alpha``.
 

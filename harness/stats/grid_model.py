@@ -1,44 +1,12 @@
-"""Grid-wide estimates: one additive model over every run, with seed and test-set variance combined.
+"""The grid model: one additive model of every run, a cell's and a contrast's variance in two parts.
 
-The data are per-example scores Y[c, s, i] (correctness: 1.0 or 0.0) of seed s of cell c on
-test example i, NaN for a whole run that is missing or excluded. Seeds are paired across
-cells and every run sees the same test examples, which cluster in `groups` (reviews).
-An estimate of a cell mean or of a contrast between cells has two sources of error:
-
-- the seed part: which training runs we happened to get. The run metric a[c, s] (the mean
-  over examples) is fitted by the additive two-way model a = mu_c + u_s + e, cell and seed
-  fixed effects by OLS, so the seed effect u_s cancels from every contrast (sum w = 0);
-  Var = sum_r h_r^2 sigma^2_c(r), h the contrast's OLS weights on the runs. By default each
-  cell keeps its own residual variance sigma^2_c (df: its runs' share of the residual df),
-  because run-to-run spread differs between cells even when training noise does not: a cell
-  at accuracy 0.65 moves more per unit of latent noise than one at 0.90. One variance pooled
-  over all cells (df = runs - cells - seeds + 1, `variances="pooled"`) is the textbook model
-  and narrower, but in simulation it covered some two-cell contrasts only 87% of the time.
-  Shrinking the per-cell variances towards a common prior (Smyth 2004) did worse when a few
-  cells are much noisier (family coverage 85%): the prior pulls them towards the others.
-  A single cell's mean has no seed to cancel against: its seed part is the within-cell
-  variance over its seeds / n_c.
-- the test part: which reviews made up the test set. The cluster-robust (CR1) covariance
-  of the cell means over examples, clustered by review, df = G - 1.
-
-The run x example interaction (which examples one particular model gets right) is in each
-run's accuracy, hence in the seed part; it would be counted a second time in the test part,
-since a cell's per-example mean over its seeds carries it too. The test covariance is
-therefore estimated from products of distinct runs only (a U-statistic: the interaction is
-independent between runs, so it drops out), and counts it once. A cell with a single run
-cannot do this and keeps it twice (conservative).
-
-Total variance = seed part + test part, with Welch-Satterthwaite degrees of freedom: over the
-cells for the seed part (each cell's variance with its own df, as Welch's test does), then
-seed part against test part. In that last step the seed part is weighed by the larger of its
-own estimate and the pooled one: with 2 df per cell, a chance-small seed estimate would
-otherwise hand the weight to the test part (df 63) just when the standard error is too small
-(simulated family coverage of two-cell contrasts: 0.91 with plain weights, 0.99 with these).
-
-Limits, measured on simulated 18-cell grids (tests/sim.py): at 3 seeds a two-cell contrast
-has ~4 df, so the adjacent-pairs family is conservative (per-contrast coverage 0.97, family
-0.99) and wide; averaged contrasts (the answers) cover 0.95-0.97 with and without cells whose
-seed sd is 3x the others'. The test part assumes reviews are independent of each other.
+Per-example scores Y[c, s, i] (1.0 right, 0.0 wrong; NaN for a run missing or left out) of seed
+s of cell c on test example i. The run metric a[c, s] is fitted by a = mu_c + u_s + e (cell and
+seed fixed effects, OLS), so paired seeds cancel from every contrast; each cell keeps its own
+residual variance (the seed part). The test part is the cluster-robust (CR1) covariance of the
+cell means over the test examples, clustered by review, from products of distinct runs only.
+Total = seed part + test part, with Welch-Satterthwaite df. The derivation, the choices made
+and the simulations that check them: docs/methods.md, "The grid model".
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """One worker process of a shared study: prepare once, then claim, train and record units until none is left.
 
-``harness.distributed`` decides which unit is whose; this module trains them with
-the same execution core as ``python -m harness run`` (``harness.execute``), writes the finished runs from the storage into
+``harness.run.distributed`` decides which unit is whose; this module trains them with
+the same execution core as ``python -m harness run`` (``harness.run.execute``), writes the finished runs from the storage into
 ``results/<study>/runs.jsonl`` and starts N local workers for ``--processes N``.
 """
 
@@ -20,12 +20,17 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from harness import evidence, execute, runner, tuning, waves
-from harness.axes import axes_of
-from harness.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, plan_wave, \
-    redact, repair, retry_of, settled, survey
-from harness.errors import HarnessError
-from harness.grid import Cell
+from harness import evidence, waves
+
+from harness.run import execute
+
+from harness.run import runner
+
+from harness.run import tuning
+from harness.study import Cell, axes_of
+from harness.run.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, plan_wave, \
+    repair, retry_of, settled, survey
+from harness.errors import HarnessError, redact
 from harness.records import RunRecord
 from harness.store import Results
 

@@ -1,29 +1,28 @@
-"""Overfitting diagnostics from the logged per-epoch curves, and the degenerate-run flags.
+"""Per-run overfitting diagnostics from the stored per-epoch histories, for section 3 of the report.
 
-A run's ``history`` is a list of per-epoch dicts (epoch, train_loss, train_accuracy,
-val_loss, val_accuracy, val_f1, val_correct). Everything here is a pure function
-of such a list (or of one stored record): where validation accuracy peaked and
-validation loss bottomed out, whether the drop from the peak to the last epoch
-is larger than the noise of a validation set of that size (harness.peaks: the peak is
-chosen on one half of the validation reviews and tested on the other), the train-validation
-gap by epoch, where early stopping with another patience would have stopped, and whether a
-run collapsed to one class, judged on validation predictions only (the test set plays no part
-in which runs are kept).
+A run's ``history`` is a list of per-epoch dicts (epoch, train_loss, train_accuracy, val_loss,
+val_accuracy, val_f1, val_correct, val_pred). From it: where validation accuracy peaked and
+validation loss bottomed out, whether the drop from the peak to the last epoch exceeds the noise
+of the validation set (``harness.stats.peaks``: the peak chosen on half of the validation reviews,
+tested on the other half), the train-validation gap, and where early stopping with another
+patience would have stopped. Which runs count is ``harness.kept``'s rule.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from harness import peaks, stats
+from harness.kept import ValidationSet, degenerate, restored_collapsed
+from harness.records import DEGENERATE, decode_correct
+from harness.stats import peaks
+from harness.stats.proportions import mcnemar_exact, proportion_se, wilson_interval
+from harness.stats.verdicts import ALPHA
 
 PATIENCES = (1, 3, 5)
-EXCLUDED = ("failed", "diverged", "collapsed")  # never averaged into a cell's metrics
 
 
 def validated(history: Sequence[dict]) -> list[dict]:
@@ -40,78 +39,6 @@ def best_row(history: Sequence[dict], metric: str) -> dict | None:
     return min(rows, key=lambda h: (sign * h[metric], h["epoch"]))
 
 
-@dataclass(frozen=True)
-class ValidationSet:
-    """What the store knows of the validation set, in the order of every ``val_correct`` string."""
-
-    labels: np.ndarray | None = None  # (N,) class indices
-    groups: np.ndarray | None = None  # (N,) group (review) of each example; None: all independent
-    n_classes: int | None = None
-
-    @classmethod
-    def from_splits(cls, splits: dict) -> "ValidationSet":
-        """From the store's splits.json: ``val_labels``, ``class_names`` and, once stored, ``val_groups``."""
-        labels = classes(splits["val_labels"]) if splits.get("val_labels") else None
-        groups = np.asarray(splits["val_groups"]) if splits.get("val_groups") is not None else None
-        return cls(labels, groups, len(splits["class_names"]) if splits.get("class_names") else None)
-
-
-def classes(stored: str | Sequence[int]) -> np.ndarray:
-    """Class indices from a stored string of digits ('0110') or a list of integers."""
-    if isinstance(stored, str):
-        return np.frombuffer(stored.encode("ascii"), dtype=np.uint8).astype(np.int64) - ord("0")
-    return np.asarray(stored, dtype=np.int64)
-
-
-def val_predictions(row: dict, val: ValidationSet | None = None) -> np.ndarray | None:
-    """Predicted classes on the validation set at one epoch, or None when the store cannot tell.
-
-    A stored ``val_pred`` is used as it is. Without it a binary task's predictions follow from the
-    correctness bits and the labels (right: the label, wrong: the other class); with more classes a
-    wrong prediction could be any other class, so they cannot be rebuilt.
-    """
-    if row.get("val_pred") is not None:
-        return classes(row["val_pred"])
-    if val is None or val.labels is None or val.n_classes != 2 or not row.get("val_correct"):
-        return None
-    right = stats.bits(row["val_correct"])
-    return np.where(right, val.labels, 1 - val.labels)
-
-
-def collapsed(pred: Sequence[int] | None) -> bool | None:
-    """One class predicted for every example (None: no predictions to judge)."""
-    if pred is None or len(pred) == 0:
-        return None
-    return len(np.unique(np.asarray(pred))) == 1
-
-
-def restored_collapsed(record: dict, val: ValidationSet | None = None) -> bool | None:
-    """Whether the restored (best) epoch predicted one class for every validation example."""
-    row = next((h for h in validated(record.get("history") or []) if h["epoch"] == record.get("best_epoch")), None)
-    return None if row is None else collapsed(val_predictions(row, val))
-
-
-def degenerate(record: dict, val: ValidationSet | None = None) -> str | None:
-    """'failed', 'diverged' (NaN/inf loss) or 'collapsed' (one class for every validation example).
-
-    Collapse is judged on the restored epoch's validation predictions (a stored ``val_pred``, or a
-    binary task's predictions rebuilt from ``val``), never on the test set: which runs are kept in
-    a cell's means is a choice. Given ``val`` but no way to know the validation predictions (more
-    than two classes and no ``val_pred``), a run is not called collapsed. Without ``val`` and
-    ``val_pred`` the stored status is taken as it is (the training loop judges collapse on the restored
-    epoch's validation predictions; stores older than that judged it on the test predictions).
-    """
-    if record.get("status") in ("failed", "diverged"):
-        return record["status"]
-    losses = [h.get(k) for h in record.get("history") or [] for k in ("train_loss", "val_loss") if k in h]
-    if any(v is None or not math.isfinite(v) for v in losses):
-        return "diverged"
-    judged = restored_collapsed(record, val)
-    if judged is None and val is None:
-        return "collapsed" if record.get("status") == "collapsed" else None
-    return "collapsed" if judged else None
-
-
 def collapsed_rate(runs: pd.DataFrame) -> pd.DataFrame:
     """Per cell: runs judged on validation predictions, how many collapsed, the rate and its Wilson 95%
     interval over those runs. Takes run_row's frame (its ``val_collapsed`` column)."""
@@ -119,17 +46,17 @@ def collapsed_rate(runs: pd.DataFrame) -> pd.DataFrame:
     for cell, group in runs.groupby("cell", sort=False):
         judged = group["val_collapsed"].dropna().astype(bool) if "val_collapsed" in group else pd.Series(dtype=bool)
         k, n = int(judged.sum()), len(judged)
-        lo, hi = stats.wilson_interval(k, n)
+        lo, hi = wilson_interval(k, n)
         out.append({"cell": cell, "judged": n, "collapsed": k, "rate": k / n if n else math.nan, "lo": lo, "hi": hi})
     return pd.DataFrame(out)
 
 
-def late_drop(history: Sequence[dict], val_size: int, alpha: float = stats.ALPHA,
+def late_drop(history: Sequence[dict], val_size: int, alpha: float = ALPHA,
               groups: Sequence | None = None, seed: int = peaks.SPLIT_SEED) -> dict:
     """Peak validation accuracy against the last epoch's, and whether the drop exceeds noise.
 
     Descriptive figures (peak, last, drop, one binomial SE at the peak) are on the whole validation
-    set. ``drop_p`` is harness.peaks.split_drop_test: the peak chosen on half of the validation
+    set. ``drop_p`` is harness.stats.peaks.split_drop_test: the peak chosen on half of the validation
     groups, tested against the last epoch on the other half, exact and clustered by ``groups``; the
     verdict uses it uncorrected for the number of runs (``correct_drops`` applies Holm over a
     study's evaluation runs). ``mcnemar_p`` is the exact McNemar p of the whole-set peak against
@@ -143,22 +70,22 @@ def late_drop(history: Sequence[dict], val_size: int, alpha: float = stats.ALPHA
     drop = peak["val_accuracy"] - last["val_accuracy"]
     out = {"peak_epoch": peak["epoch"], "peak_acc": peak["val_accuracy"], "last_epoch": last["epoch"],
            "last_acc": last["val_accuracy"], "drop": drop, "drop_examples": round(drop * val_size),
-           "se": stats.proportion_se(peak["val_accuracy"], val_size), "mcnemar_p": math.nan, "drop_p": math.nan}
+           "se": proportion_se(peak["val_accuracy"], val_size), "mcnemar_p": math.nan, "drop_p": math.nan}
     known = all(h.get("val_correct") for h in rows)
     if known and len(rows) > 1:
-        test = peaks.split_drop_test(np.stack([stats.bits(h["val_correct"]) for h in rows]), groups, seed)
+        test = peaks.split_drop_test(np.stack([decode_correct(h["val_correct"]) for h in rows]), groups, seed)
         out |= {"drop_p": test["p"], "split_peak_epoch": rows[test["chosen"]]["epoch"]}
     if peak is last or drop <= 0:
         return out | {"verdict": "no drop"}  # drop_p is then >= 0.5: a split test cannot see a drop here
     if known:
-        out["mcnemar_p"] = stats.mcnemar_exact(stats.bits(peak["val_correct"]), stats.bits(last["val_correct"]))[2]
+        out["mcnemar_p"] = mcnemar_exact(decode_correct(peak["val_correct"]), decode_correct(last["val_correct"]))[2]
         real = out["drop_p"] < alpha
     else:  # no per-example record: two standard errors of the difference (this ignores the choice of peak)
         real = drop > 2 * math.sqrt(2) * out["se"]
     return out | {"verdict": "real drop" if real else "within noise"}
 
 
-def correct_drops(runs: pd.DataFrame, alpha: float = stats.ALPHA) -> pd.DataFrame:
+def correct_drops(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """Holm (1979) over the study's kept evaluation runs' ``drop_p``: adds ``drop_p_holm`` and redoes
     their verdicts ('real drop' only when the corrected p < alpha). Other rows keep their verdict."""
     out = runs.copy()
@@ -185,7 +112,7 @@ def gaps(history: Sequence[dict]) -> list[dict]:
 
 def replay(history: Sequence[dict], patience: int, metric: str = "val_accuracy", min_delta: float = 0.0,
            budget: int | None = None) -> dict:
-    """Replay early stopping on a logged curve with the training loop's rule (harness.train).
+    """Replay early stopping on a logged curve with the training loop's rule (harness.run.train).
 
     An epoch improves when sign * metric < sign * best - min_delta (sign -1 for an accuracy); the
     rule fires once ``patience`` epochs in a row fail to improve, and the best epoch is restored.
@@ -225,22 +152,6 @@ def _replayed(rows: list[dict], best: dict, stop: dict, fired: bool, why: str) -
     return {"stop_epoch": stop["epoch"], "restored_epoch": best["epoch"], "fired": fired,
             "epochs_saved": rows[-1]["epoch"] - stop["epoch"], "cost": full["val_accuracy"] - best["val_accuracy"],
             "why": why}
-
-
-def trial_value(record: dict, metric: str) -> float | None:
-    """A tuning trial's value for the expected best of k trials (stats.expected_best).
-
-    Complete: its objective. Pruned: the last validation ``metric`` it reported (of its first tuning
-    seed, the one the pruner follows): it was stopped because that looked worse than its peers, and
-    dropping it would leave only the survivors and inflate the expected best of few trials. Failed
-    (or no validation at all): None, kept out.
-    """
-    if record.get("objective") is not None:
-        return float(record["objective"])
-    rows = validated(record.get("history") or [])
-    if record.get("status") == "pruned" and rows:
-        return float(rows[-1][metric])
-    return None
 
 
 def run_row(record: dict, metric: str = "val_accuracy", patiences: Sequence[int] = PATIENCES,
@@ -284,7 +195,7 @@ def cell_summary(runs: pd.DataFrame, patiences: Sequence[int] = PATIENCES) -> pd
     for cell, group in runs.groupby("cell", sort=False):
         good = group[group["flag"].isna()]
         row = {"cell": cell, "runs": len(group),
-               **{kind: int((group["flag"] == kind).sum()) for kind in EXCLUDED},
+               **{kind: int((group["flag"] == kind).sum()) for kind in DEGENERATE},
                "peak_epoch": _median(good, "peak_epoch"), "min_loss_epoch": _median(good, "min_loss_epoch"),
                "peak_after_min_loss": _median(good, "peak_after_min_loss"),
                "drop": _mean(good, "drop"), "real_drops": int((good.get("verdict") == "real drop").sum()),

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.axes import Axis, axes_of, block_name, cell_id, sort_key
-from harness.study import Study, setting, with_values
+from harness.study.axes import Axis, axes_of, block_name, cell_id, sort_key
+from harness.study.schema import Study, setting, with_values
 
 
 @dataclass(frozen=True)

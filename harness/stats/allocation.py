@@ -1,18 +1,10 @@
-"""Where the next wave of evaluation seeds goes, and when an adaptive study stops (harness.sequential looks).
+"""Where the next wave of evaluation seeds goes, and when an adaptive study stops.
 
-An undecided comparison's seed variance is a sum over cells of what each cell's runs carry
-(share[k, c], shrinking as 1 / runs; its df grow with the runs as in
-harness.estimate_verdicts.plan). Its target: the variance at which a look spending the alpha
-left decides it with an 80% chance if the effect is as estimated, or whatever the effect
-(half-width delta / 2, plan's rule), whichever is larger: planning from delta alone would
-starve large effects, which a wide interval decides. A comparison whose test part alone
-misses its target cannot be decided by seeds and pulls none. Seeds go, one at a time, to the
-cell whose run removes the most excess variance (over target, relative to it, summed over
-the comparisons) per second of training, within the wave's limit, max_evaluate and the
-budget. The wave is the last (its look spends all alpha left) when no comparison that still
-misses its target after it could gain from another wave. When every target is already met
-but the last look, at its small alpha, decided nothing, a closing wave of one seed per cell
-involved gives the final look data that was not seen when its alpha was fixed.
+Each undecided comparison gets a target variance (decided at the alpha left with an 80% chance
+if the effect is as estimated, or whatever the effect: half-width delta / 2, whichever is
+larger); one that its test part alone keeps above target pulls no seeds. Seeds go one at a time
+to the cell whose run removes the most excess variance per second of training, within the wave's
+limit, max_evaluate and the budget. Details: docs/methods.md, "Adaptive seeds".
 """
 
 from __future__ import annotations
@@ -22,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
-from harness.sequential import Key, Look, decided, room, running, sidak
+from harness.stats.sequential import Key, Look, decided, room, running
+from harness.stats.verdicts import sidak
 
 POWER_Z = float(stats.norm.isf(0.2))  # plan for an 80% chance to decide, should the effect be as estimated
 

@@ -1,7 +1,7 @@
 """``harness run``: one process works through the grid, cell by cell, and stores each run.
 
 Rerunning a study skips every record already in the store; Optuna resumes from its SQLite
-storage beside the results. The training itself is harness.execute's. A study whose seeds
+storage beside the results. The training itself is harness.run.execute's. A study whose seeds
 allow more than its first wave (max_evaluate) then adds waves of evaluation seeds
 (harness.waves): each wave's plan goes into manifest.json before its seeds train, so a rerun
 finishes a wave as planned and plans the next one from the stored runs.
@@ -14,17 +14,17 @@ import dataclasses
 import numpy as np
 import optuna
 
-from harness import evidence, tuning, waves
-from harness.audit import Findings
-from harness.axes import axes_of
+from harness import evidence, waves
+
+from harness.run import tuning
+from harness.data import Findings
+from harness.study import ALL, Cell, Study, axes_of, expand
 from harness.data import load_dataset
-from harness.display import Display
+from harness.run.display import Display
 from harness.errors import HarnessError
-from harness.execute import Context, device_name, evaluation, fixed_params, load_context, run_trial
-from harness.grid import Cell, expand
+from harness.run.execute import Context, device_name, evaluation, fixed_params, load_context, run_trial
 from harness.records import RunRecord
 from harness.store import Results
-from harness.study import ALL, Study
 
 
 def start(ctx: Context, results: Results, study_file: str, **manifest) -> None:

@@ -16,86 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness import packing
-from harness.metrics import accuracy, macro_f1
-from harness.modeling import Encodings, autocast, pad
-from harness.packing import Layout, bucket_width, pack
+from harness.records import collapsed, decode_classes, encode_classes, encode_correct, restored_row
+from harness.run.modeling import autocast
+from harness.run.packing import Inputs, to_device
+from harness.stats.metrics import accuracy, macro_f1
 from harness.study import TrainSpec
-
-
-class Inputs:
-    """Model inputs for a batch of rows: token ids, or cached frozen-prefix states.
-
-    ``layout`` (harness.packing) lays each batch out padded to its longest row (the default),
-    bucketed to a few fixed widths, or packed end to end without padding; ``path`` names the
-    layout that runs here (packed falls back to padded where its attention kernel is missing).
-    A packed layout needs the model readied by ``attach``, which ``train_run`` and ``predict`` do.
-    """
-
-    def __init__(self, encodings: Encodings, states: torch.Tensor | None, device: torch.device,
-                 layout: Layout = Layout()) -> None:
-        self.encodings = encodings
-        self.device = device
-        self.states = None if states is None else states.to(device)
-        # every text padded once, (N, T_max) int32 on the host: a batch is then one indexing
-        # operation, not a Python loop over its rows while the device waits for its next step
-        self.ids = pad(encodings, np.arange(len(encodings.ids)))[0].int() if states is None else None
-        self.width = (self.ids if states is None else self.states).shape[1]  # no batch is wider
-        self.layout = layout
-        self.kernel, self.path = packing.choose_kernel(layout, device)
-        self.position_offset = 0  # of the first token's position id, set by attach
-
-    def attach(self, model: nn.Module) -> None:
-        """Ready ``model`` for this layout's batches (only packed ones need it); repeatable."""
-        if self.kernel is not None:
-            packing.attach(model, self.kernel)
-            self.position_offset = packing.position_offset(model)
-
-    def __call__(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        if self.kernel is not None:
-            return self.packed(rows)
-        lengths = self.encodings.lengths[rows]
-        width = int(lengths.max())
-        if self.layout.kind == "bucketed":  # a few fixed widths: a compiled graph is reused
-            width = min(bucket_width(width, self.layout.widths), self.width)
-        if self.states is None:
-            ids = self.ids[torch.from_numpy(np.asarray(rows, dtype=np.int64)), :width].long()
-            out = {"input_ids": ids.to(self.device, non_blocking=True)}
-        else:
-            out = {"inputs_embeds": self.states[to_device(rows, self.device), :width]}
-        width = out.get("input_ids", out.get("inputs_embeds")).shape[1]
-        # The mask is made here, on the host, as SDPA's (B, 1, 1, T) boolean (True = attend), which
-        # transformers passes on as it is: from a 2D mask it would test mask.all() on the device,
-        # a host-device synchronisation every step. A batch without padding needs no mask at all
-        # (and SDPA may then pick its flash kernel).
-        if (lengths >= width).all():
-            return out
-        mask = torch.from_numpy(np.arange(width)[None, :] < lengths[:, None])  # (B, T)
-        return out | {"attention_mask": mask[:, None, None, :].to(self.device, non_blocking=True)}
-
-    def packed(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
-        """The rows end to end as one sequence (1, sum of lengths), with each row's positions and
-        the cu_seqlens that keep attention inside it (harness.packing.pack)."""
-        cu, seq, pos = pack(np.minimum(self.encodings.lengths[rows], self.width))
-        flat = np.asarray(rows, dtype=np.int64)[seq]  # (T,) the row of each token
-        if self.states is None:
-            ids = self.ids[torch.from_numpy(flat), torch.from_numpy(pos)].long()
-            positions = torch.from_numpy(pos + self.position_offset)[None]
-            out = {"input_ids": ids[None].to(self.device, non_blocking=True),
-                   "position_ids": positions.to(self.device, non_blocking=True)}
-        else:
-            out = {"inputs_embeds": self.states[to_device(flat, self.device), to_device(pos, self.device)][None]}
-        cu = torch.from_numpy(cu).to(self.device, non_blocking=True)
-        # the width bounds every sequence: a fixed bound sizes the kernel without reading cu back
-        return out | {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": self.width,
-                      "max_length_k": self.width}
-
-
-def to_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Row indices on ``device`` without waiting for it: ``torch.as_tensor(x, device=cuda)``
-    copies with a stream synchronisation, once per step; from pageable host memory a
-    non-blocking copy is staged at once, so ``rows`` may change afterwards."""
-    return torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device, non_blocking=True)
 
 
 @dataclass
@@ -224,7 +149,7 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
 
     ``held_rows``: a run that finishes (ok or collapsed) is also scored on these rows, into ``held_test``
     (never into ``test`` or the status): the test score of a tuning run that an evaluation
-    run may turn out to repeat (``harness.execute.reusable``), scored as ``test`` would be.
+    run may turn out to repeat (``harness.run.execute.reusable``), scored as ``test`` would be.
 
     ``on_epoch(epoch, row)`` is called after each validation; returning True stops
     the run as pruned (Optuna reports to its pruner there). On an out-of-memory error the micro-batch is halved and the
@@ -273,8 +198,8 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
         # training loss and accuracy are running figures over the epoch, with dropout on
         row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_correct,
                "val_loss": val["loss"], "val_accuracy": val["accuracy"], "val_f1": val["f1"],
-               "val_correct": bits(val["logits"].argmax(-1).numpy() == labels[val_rows]),
-               "val_pred": "".join(map(str, val["logits"].argmax(-1).tolist())),
+               "val_correct": encode_correct(val["logits"].argmax(-1).numpy() == labels[val_rows]),
+               "val_pred": encode_classes(val["logits"].argmax(-1).numpy()),
                "lr": schedule.get_last_lr()[0]}
         out.history.append(row)
         value = sign * row[spec.metric]
@@ -290,8 +215,8 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
             break
     if best_state is not None:
         model.load_state_dict(best_state)  # the best epoch's weights, for the one test evaluation
-    restored = next((h for h in out.history if h["epoch"] == out.best_epoch), None)
-    if out.status == "ok" and restored is not None and is_collapsed(restored["val_pred"]) \
+    restored = restored_row(out.history, out.best_epoch)
+    if out.status == "ok" and restored and collapsed(decode_classes(restored["val_pred"])) \
             and len(np.unique(labels[val_rows])) > 1:
         out.status = "collapsed"  # judged on validation: the test set plays no part in which runs count
     if len(test_rows) and out.status in ("ok", "collapsed"):
@@ -307,18 +232,8 @@ def score_test(model: nn.Module, inputs: Inputs, rows: np.ndarray, labels: np.nd
     test = evaluate(model, inputs, rows, labels)
     pred = test["logits"].argmax(-1).numpy()
     probs = torch.softmax(test["logits"], -1)
-    out = {"loss": test["loss"], "accuracy": test["accuracy"], "f1": test["f1"], "pred": "".join(map(str, pred)),
+    out = {"loss": test["loss"], "accuracy": test["accuracy"], "f1": test["f1"], "pred": encode_classes(pred),
            "prob": [round(float(p), 5) for p in probs[:, -1]]}  # the last (positive) class's probability
     if probs.shape[1] > 2:  # every class's, for calibration with three classes or more
         out["probs"] = [[round(float(p), 5) for p in row] for row in probs]
     return out
-
-
-def is_collapsed(pred: str) -> bool:
-    """Every prediction the same class (a stored string of one digit per example)."""
-    return len(set(pred)) == 1
-
-
-def bits(mask: np.ndarray) -> str:
-    """Per-example correctness as a compact '0'/'1' string (McNemar between epochs needs it)."""
-    return "".join("1" if m else "0" for m in mask)

@@ -7,8 +7,8 @@
   steps of one axis are the same at every level of the other; Holm across pairs.
 - detail: every adjacent pair of cells (one axis changes, the others fixed).
 
-All estimates come from harness.estimate (one additive model over all runs, seed and test
-parts combined); the intervals and verdicts from harness.estimate_verdicts. Each family gets
+All estimates come from harness.stats.grid_model (one additive model over all runs, seed and test
+parts combined); the intervals and verdicts from harness.stats.verdicts. Each family gets
 its own simultaneous (1 - alpha) intervals.
 """
 
@@ -22,9 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness import estimate as est
-from harness import estimate_verdicts as ev
-from harness.stats import holm
+from harness.stats import grid_model, verdicts
 
 
 @dataclass(frozen=True)
@@ -118,7 +116,7 @@ class Grid:
 
 
 def analyse(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[str, Callable],
-            alpha: float = ev.ALPHA, delta: float = ev.DELTA, comp: est.Components | None = None,
+            alpha: float = verdicts.ALPHA, delta: float = verdicts.DELTA, comp: grid_model.Components | None = None,
             seed: int = 0) -> GridEstimates:
     """Cell means, interaction tests, answers and detail of a grid of per-example scores Y (C, S, N).
 
@@ -126,7 +124,7 @@ def analyse(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[
     `comp` replaces the accuracy components (e.g. estimate.components with a bootstrap test
     covariance, for macro-F1); Y then only gives its shape and groups the number of groups.
     """
-    comp = comp or est.accuracy_components(Y, groups)
+    comp = comp or grid_model.accuracy_components(Y, groups)
     if len(cells) != len(comp.runs):
         raise ValueError(f"cells has {len(cells)} rows for {len(comp.runs)} cells of data")
     grid = Grid(cells, order, comp.n_runs > 0)
@@ -136,7 +134,7 @@ def analyse(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[
                          family(comp, grid.detail(), alpha, delta, seed))
 
 
-def answer_contrasts(comp: est.Components, grid: Grid, alpha: float = ev.ALPHA) -> tuple[pd.DataFrame, list[Contrast]]:
+def answer_contrasts(comp: grid_model.Components, grid: Grid, alpha: float = verdicts.ALPHA) -> tuple[pd.DataFrame, list[Contrast]]:
     """(interaction tests, the answers family): every axis's steps, plus per-level steps of interacting pairs."""
     inter = interactions(comp, grid, alpha)
     answers = grid.answers()
@@ -146,7 +144,7 @@ def answer_contrasts(comp: est.Components, grid: Grid, alpha: float = ev.ALPHA) 
     return inter, answers
 
 
-def family(comp: est.Components, contrasts: list[Contrast], alpha: float = ev.ALPHA, delta: float = ev.DELTA,
+def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float = verdicts.ALPHA, delta: float = verdicts.DELTA,
            seed: int = 0) -> pd.DataFrame:
     """One row per contrast (level_b minus level_a of `axis`, at `context` or averaged over it).
 
@@ -158,13 +156,13 @@ def family(comp: est.Components, contrasts: list[Contrast], alpha: float = ev.AL
     seed_var1: the seed variance with one seed per cell (for `power`); verdict, from
     [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one.
     """
-    contrasts = [c for c in contrasts if est.estimable(comp, c.weights)]  # cells that share no seed: left out
+    contrasts = [c for c in contrasts if grid_model.estimable(comp, c.weights)]  # cells that share no seed: left out
     if not contrasts:
         return pd.DataFrame()
     f = family_arrays(comp, np.stack([c.weights for c in contrasts]), alpha, seed)
     labels = {"axis": [c.axis for c in contrasts], "level_a": [c.level_a for c in contrasts],
               "level_b": [c.level_b for c in contrasts], "context": [c.context for c in contrasts]}
-    table = pd.DataFrame(labels | {k: v for k, v in f.items() if k not in ("var_seed", "var_test", "level")})
+    table = pd.DataFrame(labels | {k: v for k, v in f.items() if k not in ("var_seed", "var_test", "level", "cov")})
     return table.assign(**_verdicts(f, comp.test_df, delta))
 
 
@@ -172,68 +170,68 @@ def _verdicts(f: dict, test_df: float, delta: float) -> dict[str, list]:
     out: dict[str, list] = {"verdict": [], "seeds_needed": [], "test_multiple": [], "seeds_for_this_effect": []}
     for i, (lo, hi, vs, vt, seeds, dfs) in enumerate(zip(f["lo_sim"], f["hi_sim"], f["var_seed"], f["var_test"],
                                                          f["seeds"], f["df_seed"])):
-        v = ev.verdict(lo, hi, delta)
-        s, m = ev.plan(vs, vt, seeds, dfs, test_df, f["level"], delta) if v == "undecided" else (math.nan, math.nan)
+        v = verdicts.verdict(lo, hi, delta)
+        s, m = verdicts.plan(vs, vt, seeds, dfs, test_df, f["level"], delta) if v == "undecided" else (math.nan, math.nan)
         # planning from the estimate itself is a guess (observed power, Hoenig & Heisey 2001): a table
         # column only, never the verdict's text
-        n = ev.seeds_for_power(abs(f["estimate"][i]), f["seed_var1"][i], vt, f["crit"][i]) \
+        n = verdicts.seeds_for_power(abs(f["estimate"][i]), f["seed_var1"][i], vt, f["crit"][i]) \
             if v == "undecided" and abs(f["estimate"][i]) >= delta and math.isfinite(f["seed_var1"][i]) else None
-        out["verdict"].append(f"{v}: {ev.plan_text(s, m, seeds)}" if v == "undecided" else v)
+        out["verdict"].append(f"{v}: {verdicts.plan_text(s, m, seeds)}" if v == "undecided" else v)
         out["seeds_needed"].append(s)
         out["test_multiple"].append(m)
         out["seeds_for_this_effect"].append(n if n else math.nan)
     return out
 
 
-def family_arrays(comp: est.Components, W: np.ndarray, alpha: float = ev.ALPHA, seed: int = 0) -> dict:
+def family_arrays(comp: grid_model.Components, W: np.ndarray, alpha: float = verdicts.ALPHA, seed: int = 0) -> dict:
     """The numbers of `family` for contrast weights W (K, C), as arrays (K,): no labels, no verdict text."""
-    e = est.contrasts(comp, W)
+    e = grid_model.contrasts(comp, W)
     se = e.se
     ok = np.isfinite(se) & (se > 0)  # exact (se 0) and unknown (one seed) estimates are not in the max
-    corr = ev.correlation(e.cov[np.ix_(ok, ok)])
-    top = ev.max_abs_draws(corr, seed=seed) if ok.sum() > 1 else None
-    level = ev.family_level(corr, alpha, top)
-    crit, crit_sim = ev.critical(alpha, e.df), ev.critical(level, e.df)
-    lo, hi = ev.atanh_interval(e.estimate, se, crit)
-    lo_sim, hi_sim = ev.atanh_interval(e.estimate, se, crit_sim)
-    p = ev.atanh_p(e.estimate, se, e.df)
+    corr = verdicts.correlation(e.cov[np.ix_(ok, ok)])
+    top = verdicts.max_abs_draws(corr, seed=seed) if ok.sum() > 1 else None
+    level = verdicts.family_level(corr, alpha, top)
+    crit, crit_sim = verdicts.critical(alpha, e.df), verdicts.critical(level, e.df)
+    lo, hi = verdicts.atanh_interval(e.estimate, se, crit)
+    lo_sim, hi_sim = verdicts.atanh_interval(e.estimate, se, crit_sim)
+    p = verdicts.atanh_p(e.estimate, se, e.df)
     p_family = p.copy()
     if top is not None:
-        p_family[ok] = ev.family_p(p[ok], top)
+        p_family[ok] = verdicts.family_p(p[ok], top)
     seeds = _seeds(comp, W)
     return {"estimate": e.estimate, "se_seed": np.sqrt(e.var_seed), "se_test": np.sqrt(e.var_test), "se": se,
             "df": e.df, "lo": lo, "hi": hi, "p": p, "crit": crit_sim, "lo_sim": lo_sim, "hi_sim": hi_sim,
             "p_family": p_family, "seeds": seeds, "seed_var1": e.var_seed * seeds, "df_seed": e.df_seed,
-            "var_seed": e.var_seed, "var_test": e.var_test, "level": level}
+            "var_seed": e.var_seed, "var_test": e.var_test, "level": level, "cov": e.cov}
 
 
-def _seeds(comp: est.Components, W: np.ndarray) -> np.ndarray:
+def _seeds(comp: grid_model.Components, W: np.ndarray) -> np.ndarray:
     """Runs per cell of each contrast: the w^2-weighted harmonic mean over its cells (the seed part ~ 1 / this)."""
     n = comp.n_runs.astype(float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return (W ** 2).sum(axis=1) / np.where(W != 0, W ** 2 / n, 0.0).sum(axis=1)
 
 
-def interactions(comp: est.Components, grid: Grid, alpha: float = ev.ALPHA) -> pd.DataFrame:
+def interactions(comp: grid_model.Components, grid: Grid, alpha: float = verdicts.ALPHA) -> pd.DataFrame:
     """Wald F test per pair of axes that one's steps are equal at every level of the other; Holm over pairs."""
     pairs = grid.pairs()
     tests = [wald(comp, grid.interaction_rows(a, b)) for a, b in pairs]
-    p_holm = np.asarray(holm([t["p"] for t in tests]), dtype=float)
+    p_holm = np.asarray(verdicts.holm([t["p"] for t in tests]), dtype=float)
     return pd.DataFrame({"axis_a": [a for a, _ in pairs], "axis_b": [b for _, b in pairs],
                          **{k: [t[k] for t in tests] for k in ("F", "df1", "df2", "p")},
                          "p_holm": p_holm, "detected": p_holm < alpha})
 
 
-def wald(comp: est.Components, L: np.ndarray) -> dict:
+def wald(comp: grid_model.Components, L: np.ndarray) -> dict:
     """Wald F = (L mu)' (L V L')^+ (L mu) / q on q = rank(L V L') components.
 
     Denominator df by Fai & Cornelius (1996): each principal component of L V L' is a single
     contrast with its own Satterthwaite df v_m; E = sum v_m / (v_m - 2), df = 2E / (E - q).
     """
-    L = np.array([row for row in L if est.estimable(comp, row)]).reshape(-1, L.shape[1])
+    L = np.array([row for row in L if grid_model.estimable(comp, row)]).reshape(-1, L.shape[1])
     if len(L) == 0:
         return {"F": math.nan, "df1": 0, "df2": math.nan, "p": math.nan}
-    e = est.contrasts(comp, L)
+    e = grid_model.contrasts(comp, L)
     if not np.all(np.isfinite(e.cov)):
         return {"F": math.nan, "df1": len(L), "df2": math.nan, "p": math.nan}
     vals, vecs = np.linalg.eigh(e.cov)
@@ -241,15 +239,15 @@ def wald(comp: est.Components, L: np.ndarray) -> dict:
     q = int(keep.sum())
     P = vecs[:, keep]
     F = float(np.sum((P.T @ e.estimate) ** 2 / vals[keep]) / q)
-    nu = est.contrasts(comp, P.T @ L).df
+    nu = grid_model.contrasts(comp, P.T @ L).df
     E = float(np.sum(nu / (nu - 2))) if np.all(nu > 2) else math.inf
     df2 = 2 * E / (E - q) if E > q else float(np.min(nu))
     return {"F": F, "df1": q, "df2": df2, "p": float(stats.f.sf(F, q, df2))}
 
 
-def cell_table(comp: est.Components, grid: Grid, alpha: float, n_groups: int) -> pd.DataFrame:
+def cell_table(comp: grid_model.Components, grid: Grid, alpha: float, n_groups: int) -> pd.DataFrame:
     """Each cell's mean over its runs with a per-cell (1 - alpha) interval in [0, 1] (logit scale)."""
-    e = est.cell_means(comp)
-    lo, hi = ev.logit_interval(e.estimate, e.se, ev.critical(alpha, e.df), n_groups)
+    e = grid_model.cell_means(comp)
+    lo, hi = verdicts.logit_interval(e.estimate, e.se, verdicts.critical(alpha, e.df), n_groups)
     return grid.cells.assign(runs=comp.n_runs, mean=e.estimate, se_seed=np.sqrt(e.var_seed),
                              se_test=np.sqrt(e.var_test), df=e.df, lo=lo, hi=hi)

@@ -1,23 +1,12 @@
-"""How a batch's sequences are laid out for the model: padded, bucketed or packed.
+"""How a batch's sequences reach the model: padded, bucketed or packed (``Inputs``, ``Layout``).
 
-A batch of B texts of lengths l_1..l_B reaches the model in one of three layouts:
-
-- padded: (B, T) with T the longest text of the batch, and a mask over the padding;
-- bucketed: (B, W) with W the smallest of a few fixed widths >= T, so that a graph
-  compiled for fixed shapes (``torch.compile(dynamic=False)``) is reused batch after batch;
-- packed: (1, l_1 + ... + l_B), the texts end to end with no padding at all. Each text
-  keeps its own positions, attention stays inside each text (``cu_seqlens``, flash
-  attention's variable-length convention: text b holds flat tokens cu[b]:cu[b+1]), and
-  the classification head reads each text's first token.
-
-The packed layout computes the same function as the padded one, to rounding: the model
-is the family's own code; only the attention call and where the head looks are swapped
-(``attach``). On CUDA the attention runs flash attention's variable-length kernel
-(``torch.ops.aten._flash_attention_forward`` on cu_seqlens, the op under
-``torch.nn.attention.varlen.varlen_attn``; called directly because it takes the
-attention dropout these models train with, which ``varlen_attn`` fixes at 0). The
-"masked" kernel computes the same thing with SDPA and a block-diagonal mask: O(T^2)
-work in the packed length, for checking the bookkeeping on the CPU, not for speed.
+- padded: (B, T), T the batch's longest text, with a mask over the padding (the default);
+- bucketed: (B, W), W the smallest of a few fixed widths >= T, so a compiled graph is reused;
+- packed: (1, l_1 + ... + l_B), the texts end to end, attention kept inside each text by
+  ``cu_seqlens`` (flash attention's variable-length kernel on CUDA; a masked SDPA stand-in on
+  the CPU, for checking the bookkeeping) and the head reading each text's first token.
+The packed layout computes the padded one's function to rounding (tests/test_packing.py).
+Details: docs/methods.md, "Batch layouts".
 """
 
 from __future__ import annotations
@@ -31,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.run.modeling import Encodings, pad
 
 KINDS = ("padded", "bucketed", "packed")
 KERNELS = ("auto", "flash", "masked")
@@ -157,7 +147,7 @@ def attach(model: nn.Module, kernel: str) -> None:
     """Make ``model`` take packed batches: the packed attention, and a hook that hands the
     head each sequence's first token, (1, T, H) -> (B, 1, H), so that the family's own head
     code (which reads position 0) runs unchanged. Padded batches with a 4D mask still work."""
-    from harness.modeling import encoder_parts
+    from harness.run.modeling import encoder_parts
 
     if getattr(model, "_harness_packed", None) == kernel:
         return
@@ -180,7 +170,7 @@ def first_tokens(module: nn.Module, args: tuple, kwargs: dict, output):
 def position_offset(model: nn.Module) -> int:
     """RoBERTa numbers positions from padding_idx + 1 (its embeddings hold ``padding_idx``); BERT
     and DistilBERT from 0."""
-    from harness.modeling import encoder_parts
+    from harness.run.modeling import encoder_parts
 
     index = getattr(encoder_parts(model)[0].embeddings, "padding_idx", None)
     return 0 if index is None else index + 1
@@ -220,7 +210,7 @@ def compile_blocks(model: nn.Module, dynamic: bool | None) -> nn.Module:
     of them, so compiling costs one block, not the model. ``dynamic=False`` for bucketed
     batches (a graph per width); None for packed or padded ones (static at first, then the
     dimensions seen to change are made symbolic)."""
-    from harness.modeling import encoder_parts
+    from harness.run.modeling import encoder_parts
 
     # a graph per width, per train/eval mode, with and without a mask: more than the default 8
     for name in ("recompile_limit", "cache_size_limit"):
@@ -229,3 +219,78 @@ def compile_blocks(model: nn.Module, dynamic: bool | None) -> nn.Module:
     for block in encoder_parts(model)[2]:
         block.compile(dynamic=dynamic)
     return model
+
+
+class Inputs:
+    """Model inputs for a batch of rows: token ids, or cached frozen-prefix states.
+
+    ``layout`` (harness.run.packing) lays each batch out padded to its longest row (the default),
+    bucketed to a few fixed widths, or packed end to end without padding; ``path`` names the
+    layout that runs here (packed falls back to padded where its attention kernel is missing).
+    A packed layout needs the model readied by ``attach``, which ``train_run`` and ``predict`` do.
+    """
+
+    def __init__(self, encodings: Encodings, states: torch.Tensor | None, device: torch.device,
+                 layout: Layout = Layout()) -> None:
+        self.encodings = encodings
+        self.device = device
+        self.states = None if states is None else states.to(device)
+        # every text padded once, (N, T_max) int32 on the host: a batch is then one indexing
+        # operation, not a Python loop over its rows while the device waits for its next step
+        self.ids = pad(encodings, np.arange(len(encodings.ids)))[0].int() if states is None else None
+        self.width = (self.ids if states is None else self.states).shape[1]  # no batch is wider
+        self.layout = layout
+        self.kernel, self.path = choose_kernel(layout, device)
+        self.position_offset = 0  # of the first token's position id, set by attach
+
+    def attach(self, model: nn.Module) -> None:
+        """Ready ``model`` for this layout's batches (only packed ones need it); repeatable."""
+        if self.kernel is not None:
+            attach(model, self.kernel)
+            self.position_offset = position_offset(model)
+
+    def __call__(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        if self.kernel is not None:
+            return self.packed(rows)
+        lengths = self.encodings.lengths[rows]
+        width = int(lengths.max())
+        if self.layout.kind == "bucketed":  # a few fixed widths: a compiled graph is reused
+            width = min(bucket_width(width, self.layout.widths), self.width)
+        if self.states is None:
+            ids = self.ids[torch.from_numpy(np.asarray(rows, dtype=np.int64)), :width].long()
+            out = {"input_ids": ids.to(self.device, non_blocking=True)}
+        else:
+            out = {"inputs_embeds": self.states[to_device(rows, self.device), :width]}
+        width = out.get("input_ids", out.get("inputs_embeds")).shape[1]
+        # The mask is made here, on the host, as SDPA's (B, 1, 1, T) boolean (True = attend), which
+        # transformers passes on as it is: from a 2D mask it would test mask.all() on the device,
+        # a host-device synchronisation every step. A batch without padding needs no mask at all
+        # (and SDPA may then pick its flash kernel).
+        if (lengths >= width).all():
+            return out
+        mask = torch.from_numpy(np.arange(width)[None, :] < lengths[:, None])  # (B, T)
+        return out | {"attention_mask": mask[:, None, None, :].to(self.device, non_blocking=True)}
+
+    def packed(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        """The rows end to end as one sequence (1, sum of lengths), with each row's positions and
+        the cu_seqlens that keep attention inside it (harness.run.packing.pack)."""
+        cu, seq, pos = pack(np.minimum(self.encodings.lengths[rows], self.width))
+        flat = np.asarray(rows, dtype=np.int64)[seq]  # (T,) the row of each token
+        if self.states is None:
+            ids = self.ids[torch.from_numpy(flat), torch.from_numpy(pos)].long()
+            positions = torch.from_numpy(pos + self.position_offset)[None]
+            out = {"input_ids": ids[None].to(self.device, non_blocking=True),
+                   "position_ids": positions.to(self.device, non_blocking=True)}
+        else:
+            out = {"inputs_embeds": self.states[to_device(flat, self.device), to_device(pos, self.device)][None]}
+        cu = torch.from_numpy(cu).to(self.device, non_blocking=True)
+        # the width bounds every sequence: a fixed bound sizes the kernel without reading cu back
+        return out | {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu, "max_length_q": self.width,
+                      "max_length_k": self.width}
+
+
+def to_device(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Row indices on ``device`` without waiting for it: ``torch.as_tensor(x, device=cuda)``
+    copies with a stream synchronisation, once per step; from pageable host memory a
+    non-blocking copy is staged at once, so ``rows`` may change afterwards."""
+    return torch.from_numpy(np.asarray(rows, dtype=np.int64)).to(device, non_blocking=True)

@@ -1,21 +1,10 @@
 """Is binary too coarse? Two labellings of the same score compared on the same test sentences.
 
-A binary study (score > 0 positive) and a three-class one (a neutral band around 0) of the
-same sentences, split alike (``data.split_thresholds``), are compared where they ask the same
-question and where they do not:
-
-- *clear* sentences (outside the neutral band): both labellings say negative or positive, so
-  the accuracies are directly comparable; the difference tells what adding a neutral class
-  costs or gains on them (a three-class model that answers "neutral" there is wrong);
-- *near-neutral* sentences: the binary label rests on a near-zero mean rating; the binary
-  model's accuracy there and the three-class model's (which is its recall of "neutral") stand
-  side by side, each with the accuracy of always answering the band's commonest class.
-
-The difference of two sets of runs on the same examples has two sources of variance: the runs
-(seeds) of each side, and the sampling of test sentences, which are clustered by review. Both
-are estimated and added (Bouthillier et al. 2021, MLSys, for the decomposition; the test part
-is the cluster-robust CR1 variance of a mean, Cameron & Miller 2015), with Welch-Satterthwaite
-degrees of freedom and an interval made on the atanh scale so that it stays inside [-1, 1].
+On *clear* sentences (outside the neutral band) both labellings ask the same question: the
+difference of accuracies, with both sides' seed variance and the review-clustered test variance,
+Welch-Satterthwaite df and an atanh interval. On *near-neutral* ones the binary model's accuracy
+and the three-class model's neutral recall stand side by side, each beside the band's commonest
+class. Details and sources: docs/methods.md, "Binary against three classes".
 """
 
 from __future__ import annotations
@@ -24,9 +13,9 @@ import math
 
 import numpy as np
 
-from harness import estimate_verdicts as ev
-from harness.bands import NEUTRAL_EDGES, NEUTRAL_NAMES, band_of, cluster_variance, compare_labellings
-from harness.estimate import satterthwaite
+from harness.stats import verdicts
+from harness.stats.bands import NEUTRAL_EDGES, NEUTRAL_NAMES, band_of, cluster_variance, compare_labellings
+from harness.stats.grid_model import satterthwaite
 
 LEVEL = 0.95
 
@@ -52,14 +41,14 @@ def difference(a, b, groups, level: float = LEVEL, delta: float = 0.01) -> dict:
     if not math.isfinite(var_test):
         return {"difference": d, "se": math.nan, "df": math.nan, "lo": math.nan, "hi": math.nan, "groups": n_groups,
                 "var_test": math.nan, "var_seed": math.nan, "seed_parts": len(parts) - 1,
-                "verdict": ev.verdict(math.nan, math.nan, delta)}
+                "verdict": verdicts.verdict(math.nan, math.nan, delta)}
     var = sum(parts)
     df = float(satterthwaite(np.array(parts), np.array(dfs, dtype=float)))
-    lo, hi = ev.atanh_interval(np.array([d]), np.array([math.sqrt(var)]), ev.critical(1 - level, np.array([df])))
+    lo, hi = verdicts.atanh_interval(np.array([d]), np.array([math.sqrt(var)]), verdicts.critical(1 - level, np.array([df])))
     lo, hi = float(lo[0]), float(hi[0])
     return {"difference": d, "se": math.sqrt(var), "df": df, "lo": lo, "hi": hi, "groups": n_groups,
             "var_test": var_test, "var_seed": var - var_test, "seed_parts": len(parts) - 1,
-            "verdict": ev.verdict(lo, hi, delta)}
+            "verdict": verdicts.verdict(lo, hi, delta)}
 
 
 def compare(binary_correct, three_correct, three_pred, scores, groups, binary_labels, three_labels,

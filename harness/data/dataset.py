@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import thresholds as cuts
-from harness.audit import audit
-from harness.errors import HarnessError
-from harness.sources import read_source, redact
+from harness.data import thresholds as cuts
+from harness.data.audit import audit
+from harness.errors import HarnessError, redact
+from harness.data.sources import read_source
 from harness.study import ALL, DataSpec
 
 MAX_CLASSES = 10  # predictions and labels are stored as strings of one digit per example
@@ -28,7 +28,7 @@ class Dataset:
     groups: np.ndarray  # (N,) group id of each row (after the audit merged duplicates into one group)
     source: dict  # {"file": path read, "sha256": its checksum}
     scores: np.ndarray | None = None  # (N,) the score the labels were cut from (None: categorical labels)
-    audit: dict | None = None  # what the data audit found and did (harness.audit.Findings)
+    audit: dict | None = None  # what the data audit found and did (harness.data.audit.Findings)
     on_threshold: dict | None = None  # scores exactly on a threshold: how many, and the rule applied
 
     @property
@@ -109,7 +109,7 @@ def encode_labels(column: pd.Series, spec: DataSpec,
                   where: str) -> tuple[np.ndarray, list[str], np.ndarray | None, dict | None]:
     """(class indices, class names, the scores they were cut from, the scores on a threshold).
 
-    A score column cut by thresholds (harness.thresholds, with the study's rule for a score
+    A score column cut by thresholds (harness.data.thresholds, with the study's rule for a score
     exactly on one: -1 for rows the "drop" rule leaves out), or the label column's values as
     they are.
     """

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from harness.study import ALL, Study
+from harness.study.schema import ALL, Study
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,12 @@ def sort_key(axes: list[Axis], values: dict[str, Any]) -> tuple:
     """Grid order of a cell: frozen first, then small, then short, then the varied keys."""
     first = [a for a in axes if a.column == "freeze"] + [a for a in axes if a.column != "freeze"]
     return tuple(a.order(values[a.column]) for a in first)
+
+
+def filled(axes: list[Axis], values: dict[str, Any]) -> dict[str, Any]:
+    """A cell's level of every axis; an axis that ``values`` lacks (a record older than the axis) takes
+    its first level."""
+    return {a.column: values.get(a.column, a.levels[0] if a.levels else None) for a in axes}
 
 
 def cell_id(axes: list[Axis], values: dict[str, Any]) -> str:

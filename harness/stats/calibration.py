@@ -1,16 +1,11 @@
 """Per-class results and calibration of one run's predictions.
 
-Inputs everywhere: labels (N,) class indices and class probabilities (N, K); a binary task may
-pass the positive-class probability (N,), as the run records keep it. Per-class precision,
-recall, F1, the confusion matrix, the Brier score and the NLL come from scikit-learn. Written by
-hand: the expected calibration error and the reliability-diagram bins on the top-class
-confidence (Guo, Pleiss, Sun & Weinberger 2017, "On calibration of modern neural networks",
-ICML, section 2); scikit-learn's calibration_curve bins the positive-class probability of a
-binary task instead.
-
-Stored probabilities are rounded to 5 decimals, so a confident mistake (true-class probability
-under 5e-6, stored as 0) adds -log(eps) = 36 to an NLL computed from them; the record's own test
-loss is the exact NLL from the logits and is the one to report."""
+Inputs: labels (N,) and class probabilities (N, K) (a binary task may pass the positive class's
+(N,)). Precision, recall, F1, the confusion matrix, Brier and NLL come from scikit-learn; the
+expected calibration error and the reliability bins on the top-class confidence (Guo et al.
+2017) are written by hand (scikit-learn bins the positive-class probability instead).
+Details, and how rounded stored probabilities are treated: docs/methods.md, "Calibration".
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The execution core: a context built once, one run, one Optuna trial, one evaluation, reuse.
 
-``harness run`` (harness.runner), ``harness worker`` (harness.worker) and the benchmark
+``harness run`` (harness.run.runner), ``harness worker`` (harness.run.worker) and the benchmark
 (bench/ours.py) all train through these functions; they differ only in how they pick the
 next unit of work and where its record goes.
 """
@@ -17,14 +17,14 @@ import numpy as np
 import optuna
 import torch
 
-from harness import tuning
-from harness.display import Display
+from harness.run import tuning
+from harness.run.display import Display
 from harness.errors import stop_if_interrupted
-from harness.grid import Cell
-from harness.modeling import Encodings, freeze_, frozen_prefix, load_classifier, resolve_depth, tokenize, top_of
+from harness.study import ALL, Cell, ModelSpec, Study
+from harness.run.modeling import Encodings, freeze_, frozen_prefix, load_classifier, resolve_depth, tokenize, top_of
 from harness.records import RunRecord, now
-from harness.study import ALL, ModelSpec, Study
-from harness.train import Inputs, RunOutput, train_run
+from harness.run.packing import Inputs
+from harness.run.train import RunOutput, train_run
 
 
 class Data(Protocol):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, redact
 
 VADER = "vaderSentiment==3.3.2"
 # builtin name -> file inside additional_resources/hutto_ICWSM_2014.tar.gz
@@ -156,11 +156,6 @@ def _request(url: str) -> urllib.request.Request:
     return urllib.request.Request(bare, headers={"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()})
 
 
-def redact(url: str) -> str:
-    """Drop user:password@ from a URL before it reaches a message or a file."""
-    scheme, sep, rest = url.partition("://")
-    host, at, tail = rest.partition("@")
-    return f"{scheme}{sep}***@{tail}" if at and "/" not in host else url
 
 
 def file_sha256(path: Path) -> str:

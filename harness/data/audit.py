@@ -1,17 +1,10 @@
 """The data audit before any training: duplicates, conflicting labels, groups that straddle splits.
 
-Texts are compared after normalisation (Unicode canonical caseless form, whitespace collapsed).
-Exact duplicates share a normalised text; near duplicates are distinct normalised texts whose
-sets of character n-grams have a Jaccard similarity of at least `threshold`, found with MinHash-LSH
-(datasketch) and verified with the exact Jaccard. A duplicate set is every row joined by either
-relation. The policy then decides what happens before the split:
-
-- "group": every duplicate set is merged with the groups its rows belong to, so a set lands in
-  one split; the merged ids replace the group ids given to harness.data.split.
-- "drop": one row per duplicate set is kept (the first); a set whose labels disagree is dropped
-  whole, since with two or three copies a majority is a coin toss and any kept label may be the
-  wrong one.
-- "off": nothing changes; the findings are still reported.
+Texts are compared after normalisation (Unicode caseless form, whitespace collapsed). Exact
+duplicates share a normalised text; near duplicates are found with MinHash-LSH (datasketch) on
+character n-grams and verified with the exact Jaccard. The policy (data.dedupe) then keeps each
+duplicate set in one split (``group``), keeps one row of it (``drop``), or leaves it (``off``).
+The findings go to splits.json and the report. Details: docs/methods.md, "The data audit".
 """
 
 from __future__ import annotations

@@ -1,34 +1,12 @@
-"""Many workers, one study: the grid and the Optuna trials shared through Optuna's own storage.
+"""Many workers, one study: every unit of work is an Optuna trial in Optuna's own shared storage.
 
-No scheduler of our own: every unit of work is an Optuna trial that a worker pops
-from shared storage (RDB, PostgreSQL in production, or a journal file on a shared
-file system). Per cell there are two Optuna studies:
-
-    <prefix>/<cell id>        tuning: one WAITING trial per tuning slot, parameters left to the sampler
-    <prefix>/<cell id>#eval   evaluation: one WAITING trial per evaluation seed
-
-with ``prefix = <study name>@<fingerprint>``, so one database can hold many studies
-and a changed study never mixes with the old one. The slots are enqueued once, by
-the worker that wins the atomic ``create_study`` of ``<prefix>#plan``. A study that adds
-waves of evaluation seeds (harness.waves) plans wave k the same way, once every slot is
-settled: the winner of ``<prefix>#wave<k>`` enqueues the wave's evaluation slots, then
-stores the plan in that study's user attr ``plan``, which every worker reads.
-
-Claiming is Optuna's pop: ``study.ask()`` moves a WAITING trial to RUNNING with a
-conditional update (RDB: ``SELECT ... FOR UPDATE``; journal: the first log entry
-wins), so two workers never get the same trial. A cell's evaluation trials are
-popped only once its tuning slots are all done, so every worker computes the same
-best parameters. A finished unit's record goes into the trial (user attr
-``result``) before ``tell``: a worker killed mid-trial leaves a RUNNING trial with
-no result, which is failed after the heartbeat grace period and retried; its
-partial work never reaches the store.
-
-Slots, not trials, are what must be done exactly once. Retries (Optuna's
-``RetryHeartbeatStaleTrialCallback`` on RDB, ``repair`` below otherwise) and
-planning races can leave two trials for one slot; the lowest-numbered trial that
-is waiting, running or done owns the slot, and a worker that pops any other one
-fails it at once as surplus, before training. So no slot is trained twice to the
-end, and none is skipped: ``repair`` re-enqueues a slot whose every trial died.
+Per cell, ``<prefix>/<cell id>`` holds one WAITING trial per tuning slot and ``<prefix>/<cell
+id>#eval`` one per evaluation seed (prefix ``<study name>@<fingerprint>``). The slots are queued
+once, by the winner of an atomic ``create_study``; a worker claims a unit with Optuna's pop
+(``study.ask()``), trains it and stores its record in the trial before ``tell``; a cell's
+evaluation trials are popped only once its tuning is done. A trial without heartbeat is failed
+and retried; the lowest-numbered live trial owns a slot, so none is trained twice or skipped.
+Details: docs/methods.md, "Many workers".
 """
 
 from __future__ import annotations
@@ -49,22 +27,16 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
-from harness import tuning
-from harness.errors import HarnessError
-from harness.grid import Cell, expand
+from harness.run import tuning
+from harness.errors import HarnessError, redact
+from harness.study import Cell, Study, expand
 from harness.records import RunRecord
-from harness.study import Study
 
 MAX_ATTEMPTS = 3  # a slot whose worker died this many times is given up (it may be what kills them)
 LIVE = (TrialState.WAITING, TrialState.RUNNING)
 
 
 # --- storage ---------------------------------------------------------------------------------
-
-def redact(url: str) -> str:
-    """The URL without its user and password, for logs, manifest and report."""
-    return re.sub(r"^([A-Za-z][\w+.-]*://)[^/@]*@", r"\1***@", url)
-
 
 def open_storage(url: str, heartbeat: int, grace: int) -> BaseStorage:
     """An RDB URL (``postgresql://``, ``sqlite:///``) or ``journal:///path/to/file``."""

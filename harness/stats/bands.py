@@ -15,8 +15,8 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.proportion import proportion_confint
 
-from harness import estimate
-from harness import estimate_verdicts as ev
+from harness.stats import grid_model as estimate
+from harness.stats import verdicts
 
 LEVEL = 0.95
 # the three-class study's cut, |score| <= 0.5 roughly: (-0.5, 0.5] is near neutral, the rest clear
@@ -127,8 +127,8 @@ def band_gap(correct, near, groups, level: float = LEVEL) -> dict:
     var_seed = per_run.var(ddof=1) / len(per_run) if len(per_run) > 1 else 0.0
     d = float(per_run.mean())
     df = estimate.satterthwaite(np.array([var_seed, var_test]), np.array([max(len(per_run) - 1, 1), n_groups - 1]))
-    lo, hi = ev.atanh_interval(np.array([d]), np.array([math.sqrt(var_seed + var_test)]),
-                               ev.critical(1 - level, np.array([df])))
+    lo, hi = verdicts.atanh_interval(np.array([d]), np.array([math.sqrt(var_seed + var_test)]),
+                               verdicts.critical(1 - level, np.array([df])))
     return {"gap": d, "lo": float(lo[0]), "hi": float(hi[0]), "near": int(near.sum()), "clear": int((~near).sum()),
             "var_test": var_test, "var_seed": var_seed, "df": float(df),
-            "verdict": ev.verdict(float(lo[0]), float(hi[0]), 0.0).split(",")[0]}
+            "verdict": verdicts.verdict(float(lo[0]), float(hi[0]), 0.0).split(",")[0]}

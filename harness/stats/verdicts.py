@@ -1,26 +1,19 @@
-"""Simultaneous and bounded intervals for grid estimates, the verdict they give, and power.
+"""Simultaneous and bounded intervals for grid estimates, the verdict they give, what would decide.
 
-- A family's simultaneous (1 - alpha) intervals use the max-t method (Hothorn, Bretz &
-  Westfall 2008, the multcomp package): the joint level comes from the maximum of |Z| over
-  the family, Z ~ N(0, R) with R the estimates' correlation, by seeded Monte Carlo. Each
-  estimate then gets the t quantile with its own Satterthwaite df at that per-estimate level.
-  For one estimate this is the t quantile; for independent estimates it is Sidak's. With a
-  common df, it is slightly wider than the multivariate t of multcomp, which credits the
-  estimates for sharing one variance estimate; the df here differ per estimate.
-- Intervals respect the range of what they estimate: a cell mean in [0, 1] on the logit
-  scale, a difference in [-1, 1] on Fisher's atanh scale, each by the delta method and
-  mapped back. Nothing is clipped.
-- Verdicts: "better"/"worse" when the simultaneous interval excludes 0, "equivalent" when it
-  lies inside (-delta, delta) (two one-sided tests, Schuirmann 1987, each at alpha / 2 since
-  the interval is the two-sided 1 - alpha one), else "undecided", with the design that would
-  decide: a half-width below delta / 2 decides every outcome. Planned from delta, never from
-  the observed effect (observed power is a function of p: Hoenig & Heisey 2001).
+- simultaneous (1 - alpha) intervals per family by max-t (Hothorn, Bretz & Westfall 2008), each
+  estimate with the t quantile of its own Satterthwaite df; Sidak where max-t cannot resolve;
+- intervals in the range of what they estimate: logit for a mean, atanh for a difference;
+- verdicts: better / worse (the interval excludes 0), equivalent (inside +-delta), undecided,
+  with the seeds or test set that would decide (planned from delta, never from the estimate);
+- Holm's step-down p-values, and the power of a contrast.
+Details and sources: docs/methods.md, "Intervals and verdicts".
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 from scipy import special, stats
@@ -28,6 +21,7 @@ from scipy import special, stats
 ALPHA = 0.05
 DELTA = 0.01  # smallest effect of interest, in accuracy
 DRAWS = 20_000  # Monte Carlo draws of max |Z|: its 95% quantile to about 0.01 (one Monte Carlo se)
+MC_FLOOR = 50  # draws beyond the max-t quantile below which Sidak's level is used instead
 
 
 @lru_cache(maxsize=8)
@@ -38,24 +32,32 @@ def _normal_draws(m: int, draws: int, seed: int) -> np.ndarray:
     return out
 
 
-def max_abs_draws(corr: np.ndarray, draws: int = DRAWS, seed: int = 0) -> np.ndarray:
-    """Sorted Monte Carlo draws of max_k |Z_k|, Z ~ N(0, corr) (corr may be singular), for one family."""
+def max_abs_draws(corr: np.ndarray, draws: int | None = None, seed: int = 0) -> np.ndarray:
+    """Sorted Monte Carlo draws of max_k |Z_k|, Z ~ N(0, corr) (corr may be singular), for one family
+    (``draws``: DRAWS unless given)."""
+    draws = draws or DRAWS
     vals, vecs = np.linalg.eigh(np.atleast_2d(corr))
     root = vecs * np.sqrt(np.clip(vals, 0.0, None))
     return np.sort(np.abs(_normal_draws(len(root), draws, seed) @ root.T).max(axis=1))
 
 
-def family_level(corr: np.ndarray, alpha: float = ALPHA, top: np.ndarray | None = None) -> float:
+def family_level(corr: np.ndarray, alpha: float = ALPHA, top: np.ndarray | None = None, draws: int | None = None,
+                 seed: int = 0) -> float:
     """Per-estimate two-sided level at which K estimates with correlation `corr` are covered jointly 1 - alpha.
 
-    `top`: the family's max_abs_draws, when already drawn.
+    Max-t by Monte Carlo (`top`: the family's max_abs_draws, when already drawn) while at least
+    MC_FLOOR draws lie beyond the quantile. For independent estimates, and at an alpha too small
+    for the draws (an early look of adaptive seeds), Sidak's level 1 - (1 - alpha)^(1/K): exact
+    for independent estimates, valid for any correlation of normal ones (Sidak 1967), and close
+    to max-t in the far tail, where joint exceedances are rare.
     """
     corr = np.atleast_2d(corr)
     if len(corr) <= 1:
         return alpha
-    if np.allclose(corr, np.eye(len(corr)), atol=1e-12):
-        return sidak(alpha, len(corr))  # exact for independent estimates
-    top = max_abs_draws(corr) if top is None else top
+    draws = (draws or DRAWS) if top is None else len(top)
+    if np.allclose(corr, np.eye(len(corr)), atol=1e-12) or alpha * draws < MC_FLOOR:
+        return sidak(alpha, len(corr))
+    top = max_abs_draws(corr, draws, seed) if top is None else top
     return float(2 * stats.norm.sf(np.quantile(top, 1 - alpha)))
 
 
@@ -70,6 +72,23 @@ def family_p(p: np.ndarray, top: np.ndarray) -> np.ndarray:
 def correlation(cov: np.ndarray) -> np.ndarray:
     sd = np.sqrt(np.diag(cov))
     return cov / np.outer(sd, sd)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm (1979) step-down adjusted p-values; NaN entries stay NaN and are not in the family.
+
+    Sorted ascending, p_(i) becomes max_{j<=i} min(1, (m - j + 1) p_(j)). Written by hand:
+    scipy.stats.false_discovery_control does Benjamini-Hochberg/Yekutieli only.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), math.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out.tolist()
 
 
 def sidak(alpha: float, k: int) -> float:
@@ -161,7 +180,7 @@ def plan(var_seed: float, var_test: float, seeds: float, df_seed: float, df_test
 
 
 def satterthwaite_pair(v1: float, v2: float, df1: float, df2: float) -> float:
-    """Welch-Satterthwaite df of v1 + v2 (as harness.estimate.satterthwaite, for two scalars)."""
+    """Welch-Satterthwaite df of v1 + v2 (as harness.stats.grid_model.satterthwaite, for two scalars)."""
     den = (v1 ** 2 / df1 if v1 > 0 else 0.0) + (v2 ** 2 / df2 if v2 > 0 else 0.0)
     return (v1 + v2) ** 2 / den if den > 0 else math.inf
 

@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from harness.errors import HarnessError
-from harness.sources import cache_dir
+from harness.data import cache_dir
 from harness.study import ALL
 
 hf_logging.set_verbosity_error()  # "newly initialized head" and sharding notes on every run
@@ -132,15 +132,10 @@ def _tokenize(path: str, texts: list[str], max_length: int) -> list[np.ndarray]:
     return [np.asarray(x, dtype=np.int32) for x in out]
 
 
-_memory = None
-
-
 def _tokenize_cached(path: str, texts: list[str], max_length: int) -> list[np.ndarray]:
-    """Tokenisation once per model, text set and max_length, kept on disk by joblib."""
-    global _memory
-    if _memory is None:
-        _memory = joblib.Memory(cache_dir() / "joblib", verbose=0)
-    return _memory.cache(_tokenize)(path, texts, max_length)
+    """Tokenisation once per model, text set and max_length, kept on disk by joblib in the cache
+    folder of the moment (``HARNESS_CACHE``)."""
+    return joblib.Memory(cache_dir() / "joblib", verbose=0).cache(_tokenize)(path, texts, max_length)
 
 
 def pad(encodings: Encodings, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
