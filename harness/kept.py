@@ -80,3 +80,28 @@ def kept(record: RunRecord) -> bool:
 def flag(record: RunRecord) -> str | None:
     """Why a run is kept out of every estimate (its stored status), or None."""
     return record.status if record.status in EXCLUDED else None
+
+
+def untuned(records: list[RunRecord]) -> dict[tuple[str, int], str]:
+    """(cell, replicate) -> why, for every search whose tuning trials all ended without completing
+    (collapsed, diverged, failed or pruned): it found no parameters worth evaluating. A cell with an
+    untuned search is kept out of the estimates whole; older stores ran such a cell on its fixed
+    parameters, which this rule catches too."""
+    searches: dict[tuple[str, int], list[RunRecord]] = {}
+    for r in records:
+        if r.role == "tune":
+            searches.setdefault((r.cell, r.replicate), []).append(r)
+    return {key: untuned_reason(trials) for key, trials in searches.items()
+            if not any(r.status == "ok" and r.objective is not None for r in trials)}
+
+
+def untuned_reason(trials: list[RunRecord]) -> str:
+    """One line: the search, and how its trials ended."""
+    counts: dict[str, int] = {}
+    for r in trials:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    replicate = trials[0].replicate if trials else 0
+    name = "its search" if replicate == 0 else f"its search {replicate + 1}"
+    ended = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return (f"untuned: none of {name}'s {len(trials)} trials completed ({ended}); no evaluation run, and the "
+            "cell is kept out of the answers")

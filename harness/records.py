@@ -50,6 +50,9 @@ class RunRecord:
     micro_batch: int | None = None  # after any out-of-memory halving
     oom_retries: int = 0
     seconds: float | None = None  # training time of this run
+    # one epoch's work, what the cost model prices (harness.stats.cost.run_seconds): optimizer steps
+    # ("batches") and millions of parameter-positions through the trained part ("train", "val")
+    work: dict[str, float] = field(default_factory=dict)
     error: str | None = None  # failed runs: the reason, and its traceback
     traceback: str | None = None
     objective: float | None = None  # tuning runs: the Optuna objective (mean over tuning seeds)
@@ -57,6 +60,7 @@ class RunRecord:
     tune_seeds: list[int] | None = None
     reused_from_trial: int | None = None  # evaluation runs that are a tuning trial (not trained again)
     wave: int = 0  # evaluation runs: the wave that added this seed (0: the study's evaluate seeds; older records)
+    replicate: int = 0  # which of the cell's independent searches (0: the first; older records)
     worker: str | None = None  # host:pid of the worker that trained it (shared studies)
     optuna_trial: int | None = None  # the work unit's trial number in shared storage
     finished: str | None = None  # UTC time, ISO 8601
@@ -64,8 +68,9 @@ class RunRecord:
 
     @property
     def key(self) -> tuple:
-        """(cell, role, seed) for an evaluation run, (cell, role, trial) for a tuning run."""
-        return (self.cell, self.role, self.seed if self.role == "eval" else self.trial)
+        """What identifies the run in a store: ``record_key`` of its stored form."""
+        return record_key({"cell": self.cell, "role": self.role, "seed": self.seed, "trial": self.trial,
+                           "replicate": self.replicate})
 
     @property
     def data_size(self) -> int | str:
@@ -116,6 +121,14 @@ def collapsed(pred: Sequence[int] | np.ndarray | None) -> bool | None:
     if pred is None or len(pred) == 0:
         return None
     return len(np.unique(np.asarray(pred))) == 1
+
+
+def record_key(record: dict) -> tuple:
+    """(cell, role, seed) of an evaluation run, (cell, role, trial) of a tuning run; a run of a cell's
+    second search or later adds its replicate: (cell, role, seed or trial, replicate). Stores written
+    before searches were replicated keep their keys."""
+    key = (record["cell"], record["role"], record["seed"] if record["role"] == "eval" else record["trial"])
+    return key + (record["replicate"],) if record.get("replicate") else key
 
 
 def restored_row(history: Sequence[dict], best_epoch: int | None) -> dict:

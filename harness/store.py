@@ -239,11 +239,6 @@ def read_records(directory: str | Path) -> list[dict]:
     return Results(directory).raw_records()
 
 
-def record_key(record: dict) -> tuple:
-    """The key of a stored record: (cell, role, seed) for evaluation, (cell, role, trial) for tuning."""
-    return (record["cell"], record["role"], record["seed"] if record["role"] == "eval" else record["trial"])
-
-
 def load_runs(directory: str | Path) -> pd.DataFrame:
     """The store as a DataFrame, one row per record, each axis and the test metrics as columns."""
     results = Results(directory)

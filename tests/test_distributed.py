@@ -43,7 +43,8 @@ from harness.study import axes_of, expand, load_study
 from harness.run.display import Display
 from harness.errors import HarnessError, redact
 from harness.records import RunRecord
-from harness.store import Results, read_records, record_key
+from harness.store import Results, read_records
+from harness.records import record_key
 
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"

@@ -66,7 +66,8 @@ def test_per_cell_variances_split_the_pooled_residual():
     Y, _ = fixed_grid()
     runs = Y.mean(axis=2)
     cell, pooled = (grid_model.components(runs, np.zeros((5, 5)), 11.0, variances=v) for v in ("cell", "pooled"))
-    *_, rss, share, df = grid_model.two_way_fit(runs)
+    fit = grid_model.two_way_fit(runs)
+    rss, share, df = fit.rss, fit.d, fit.df
     assert share.sum() == pytest.approx(df) and rss.sum() == pytest.approx(pooled.resid_pooled * df)
     assert np.sum(cell.resid_var * cell.resid_df) == pytest.approx(rss.sum())
     assert cell.resid_pooled == pooled.resid_pooled

@@ -2,7 +2,8 @@
 
 Read from the code's own import statements (ast), never by running it:
 - ``stats/`` imports nothing else of the harness (pure statistics on arrays);
-- ``study/`` imports only itself and ``errors``; ``data/`` only itself, ``study`` and ``errors``;
+- ``study/`` imports only itself and ``errors``; ``data/`` only itself, ``study``, ``errors`` and the
+  record format's codec (``records``: labels are stored as digits, like predictions);
 - ``report/`` never imports ``run/`` (nor torch): it reads the store and never trains;
 - the store and its bridge to the statistics (records, store, kept, evidence, waves) never import
   ``run/`` or ``report/``; ``run/`` never imports ``report/``;
@@ -45,8 +46,8 @@ RULES = [  # (which modules, what they may not import: a predicate on the import
     ("harness.study", lambda m: m.startswith("harness") and not m.startswith(("harness.study", "harness.errors")),
      "study imports only itself and errors"),
     ("harness.data", lambda m: m.startswith("harness")
-     and not m.startswith(("harness.data", "harness.study", "harness.errors")),
-     "data imports only itself, study and errors"),
+     and not m.startswith(("harness.data", "harness.study", "harness.errors", "harness.records")),
+     "data imports only itself, study, errors and records"),
     ("harness.report", lambda m: m.startswith("harness.run") or m.split(".")[0] == "torch",
      "the report never imports the run layer or torch"),
     ("harness.run", lambda m: m.startswith("harness.report"), "run never imports the report"),

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.store import read_records, record_key
+from harness.store import read_records
+from harness.records import record_key
 
 ROOT = Path(__file__).parents[1]
 SMOKE = ROOT / "studies" / "smoke.toml"

@@ -24,7 +24,8 @@ import pytest
 
 from harness.run import tuning
 from harness.records import RunRecord
-from harness.store import Results, read_records, record_key
+from harness.store import Results, read_records
+from harness.records import record_key
 from harness.study import SearchSpec, TrainSpec
 
 ROOT = Path(__file__).parents[1]

@@ -99,7 +99,7 @@ def fake_look(intervals: list[tuple[float, float]], alpha: float = 0.01) -> seq.
     n = len(intervals)
     lo, hi = (np.array(x, dtype=float) for x in zip(*intervals))
     f = seq.Family([("n", 50, 150, f"c{i}") for i in range(n)], np.zeros((n, 2)), (lo + hi) / 2, lo, hi,
-                   np.ones(n), np.zeros(n), np.ones(n), np.zeros((n, 2)), np.eye(n))
+                   np.ones(n), np.zeros(n), np.ones(n), np.zeros((n, 2)), np.eye(n), np.zeros(n), np.zeros((n, 2)))
     return seq.Look(alpha, SimpleNamespace(), {"answers": f})
 
 
@@ -122,8 +122,9 @@ def demand(var_seed: float, var_test: float, gap: float, kept=(3, 3), cells=2, l
     """One comparison between cell 0 and cell 1 (of `cells`), its seed variance split evenly."""
     share, w2 = np.zeros((1, cells)), np.zeros((1, cells))
     share[0, :2], w2[0, :2] = var_seed / 2, 1.0
-    return alloc.Demand(share, w2, np.array([var_test]), np.array([df_seed]), np.array([gap]), np.array([level]),
-                      np.array(kept + (3,) * (cells - 2), dtype=float), 63.0, 0.01, 0)
+    return alloc.Demand(share, np.zeros((1, cells)), w2, np.array([var_test]), np.array([df_seed]), np.array([gap]),
+                        np.array([level]), np.array(kept + (3,) * (cells - 2), dtype=float), np.ones(cells), 63.0,
+                        0.01, 0)
 
 
 @pytest.mark.parametrize("var_seed, var_test, df_seed, level", [(4e-5, 1e-6, 4.0, 0.01), (1e-4, 2e-6, 6.0, 0.05),
@@ -144,15 +145,16 @@ def test_projection_agrees_with_estimate_verdicts_plan(var_seed, var_test, df_se
 def test_comparisons_seeds_cannot_decide_pull_none(estimate, var_test, by_seeds):
     f = seq.Family([("n", 50, 150, "")], np.array([[-1.0, 1.0]]), np.array([estimate]), np.array([-1.0]),
                    np.array([1.0]), np.array([1e-4]), np.array([var_test]), np.array([4.0]),
-                   np.array([[5e-5, 5e-5]]), np.eye(1))
-    comp = SimpleNamespace(test_df=63.0, runs=np.zeros((2, 3)), n_runs=np.array([3, 3]))
+                   np.array([[5e-5, 5e-5]]), np.eye(1), np.zeros(1), np.zeros((1, 2)))
+    comp = SimpleNamespace(test_df=63.0, runs=np.zeros((2, 3)), n_runs=np.array([3, 3]), replicates=np.ones(2, int))
     lk = seq.Look(0.001, comp, {"answers": f})
     d = alloc.demand(lk, seq.running([lk], 0.01), ALPHA, 0.01)
     assert (len(d.gap), d.undecidable) == ((1, 0) if by_seeds else (0, 1))
     plan_says = verdicts.plan(1e-4, var_test, 3, 4.0, 63, ALPHA, 0.01)[1] == 1.0
     assert plan_says <= by_seeds  # whatever plan says seeds decide, they do; large effects besides
-    wave = alloc.next_wave([lk], 0.01, ALPHA, np.array([3, 3]), np.array([10, 10]), np.array([1.0, 1.0]),
-                         np.zeros(2, int), np.array([math.inf]))
+    wave = alloc.next_wave([lk], 0.01, ALPHA, alloc.Options.seeds_only(np.array([3, 3]), np.array([10, 10]),
+                                                                       np.array([1.0, 1.0]), np.zeros(2, int),
+                                                                       np.array([math.inf])))
     assert wave.add.any() == by_seeds
     assert by_seeds or (wave.final and "need a larger test set, not more seeds" in wave.reason)
 
@@ -172,14 +174,15 @@ def test_a_wave_at_most_doubles_a_cell_and_leaves_no_small_remainder(runs, cap, 
 ])
 def test_allocation_buys_variance_cheapest_first(cost, cap, budget, want):
     d = demand(1.5e-4, 1e-5, 0.03)
-    add = alloc.allocate(d, np.array([3, 3]), np.array(cap), np.array(cost), np.zeros(2, int), np.array([budget]))
+    add, _ = alloc.allocate(d, alloc.Options.seeds_only(np.array([3, 3]), np.array(cap), np.array(cost),
+                                                        np.zeros(2, int), np.array([budget])))
     assert tuple(add) == want
 
 
 def test_allocation_stops_when_the_projection_meets_the_target():
     d = demand(6e-4, 1e-5, 0.08)
-    add = alloc.allocate(d, np.array([3, 3]), np.array([20, 20]), np.array([1.0, 1.0]), np.zeros(2, int),
-                       np.array([math.inf]))
+    add, _ = alloc.allocate(d, alloc.Options.seeds_only(np.array([3, 3]), np.array([20, 20]), np.array([1.0, 1.0]),
+                                                        np.zeros(2, int), np.array([math.inf])))
     assert 0 < add.sum() < 6 and alloc.excess(d, d.kept + add)[0] == 0 < alloc.excess(d, d.kept + add - (add > 0))[0]
 
 
@@ -194,8 +197,8 @@ def test_next_wave_says_why(runs, cap, budget, alpha_rest, delta, reason, final)
     Y = sim.simulate(design, 1, np.random.default_rng(8))[0].astype(float)
     lk = seq.look(Y, design.groups, CELLS, ORDER, 0.001, grid=GRID)
     C = len(CELLS)
-    wave = alloc.next_wave([lk], delta, alpha_rest, np.full(C, runs), np.full(C, cap), COST, np.zeros(C, int),
-                         np.array([budget]))
+    wave = alloc.next_wave([lk], delta, alpha_rest, alloc.Options.seeds_only(np.full(C, runs), np.full(C, cap), COST,
+                                                                             np.zeros(C, int), np.array([budget])))
     assert reason in wave.reason and wave.final == final
     assert wave.add.any() == (not final) and wave.decided + wave.undecided == 3 + 7
 
@@ -213,12 +216,12 @@ def adaptive_study(Y: np.ndarray, groups: np.ndarray, delta: float, first: int, 
     runs, caps, pool, left = np.full(C, first), np.full(C, cap), np.zeros(C, int), np.array([budget])
     looks, t_prev, final = [], 0.0, False
     while True:
-        t = seq.information(runs, caps, seq.room(runs, caps, cost, pool, left).any() and not final)
+        options = alloc.Options.seeds_only(runs, caps, cost, pool, left)
+        t = seq.information(runs, caps, options.room().any() and not final)
         alpha = ALPHA if naive else seq.spend(t, ALPHA) - seq.spend(t_prev, ALPHA)
         seen = np.where(np.arange(Y.shape[1])[None, :, None] < runs[:, None, None], Y, np.nan)
         looks.append(seq.look(seen, groups, grid.cells, order, alpha, grid=grid))
-        wave = alloc.next_wave(looks, delta, ALPHA if naive else ALPHA - seq.spend(t, ALPHA), runs, caps, cost, pool,
-                             left)
+        wave = alloc.next_wave(looks, delta, ALPHA if naive else ALPHA - seq.spend(t, ALPHA), options)
         if not wave.add.any():
             return seq.combine(looks, delta), runs, looks
         runs, left, t_prev, final = runs + wave.add, left - wave.add @ cost, t, wave.final

@@ -175,7 +175,7 @@ def test_a_study_without_added_seeds_looks_once_at_alpha(tmp_path, grid):
     fixed = study_of(tmp_path, STUDY.replace("max_evaluate = 10\n", ""))
     results = store(tmp_path, fixed, grid)
     assert not waves.adaptive(expand(fixed)) and waves.summary_of(results) is None
-    looks, ts = waves.replay(evidence.from_results(results), waves.layout(expand(fixed)), [], 0.05)
+    looks, ts = waves.replay(evidence.from_results(results), expand(fixed), [], 0.05)
     assert ts == [1.0] and looks[0].alpha == pytest.approx(0.05)
 
 
@@ -213,7 +213,7 @@ def test_the_runner_resumes_a_wave_as_planned(tmp_path, study, grid, monkeypatch
     index = {c.id: i for i, c in enumerate(expand(study))}
     trained = []
 
-    def evaluation(ctx, cell, seed, params, tuned):
+    def evaluation(ctx, cell, seed, params, tuned, replicate=0):
         if stop_after is not None and len(trained) >= stop_after:
             raise Stop
         trained.append((cell.id, seed))

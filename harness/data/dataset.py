@@ -10,6 +10,7 @@ import pandas as pd
 from harness.data import thresholds as cuts
 from harness.data.audit import audit
 from harness.errors import HarnessError, redact
+from harness.records import encode_classes
 from harness.data.sources import read_source
 from harness.study import ALL, DataSpec
 
@@ -41,7 +42,7 @@ class Dataset:
 
     def splits(self) -> dict:
         """What the report needs of the fixed splits: labels, groups and scores of validation and test."""
-        part = lambda rows: {"labels": "".join(map(str, self.labels[rows])),  # noqa: E731
+        part = lambda rows: {"labels": encode_classes(self.labels[rows]),  # noqa: E731
                              "groups": [str(g) for g in self.groups[rows]], "rows": rows.tolist(),
                              "scores": None if self.scores is None else self.scores[rows].tolist()}
         val, test = part(self.val), part(self.test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from scipy import stats as sps
 
 from harness.report import calibration, overfitting
@@ -9,6 +10,7 @@ from harness.report.effects import MetricEstimates
 from harness.report.format import effect, label, pval
 from harness.report.frames import Stored
 from harness.report.parts import Parts
+from harness.study import expand
 
 
 def render(stored: Stored, parts: Parts) -> list[str]:
@@ -19,7 +21,8 @@ def render(stored: Stored, parts: Parts) -> list[str]:
              f"Changes in {where} accuracy from one model of all "
              f"{int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
              f"kept evaluation runs; each interval is a simultaneous {1 - a.alpha:.0%} interval over all the answers "
-             f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}.", ""]
+             f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}. "
+             + search_note(stored, parts), ""]
     if acc.grid is not None:
         lines += [f"- {s}" for s in axis_sentences(stored, acc)]
         lines += [f"- {s}" for s in interaction_sentences(stored, acc)]
@@ -27,6 +30,29 @@ def render(stored: Stored, parts: Parts) -> list[str]:
     lines += [f"- **Which metrics tell the truth?** {metrics_sentence(stored, parts)}"]
     lines += [f"- {s}" for s in parts.lab_sentences]
     return lines + [""]
+
+
+def search_note(stored: Stored, parts: Parts) -> str:
+    """What the intervals say about the hyperparameter search, and the cells whose search failed."""
+    summary = parts.summary
+    searches = summary["accuracy_searches"].fillna(0).astype(int) if "accuracy_searches" in summary else \
+        pd.Series(0, index=summary.index)
+    kept = searches[searches > 0]
+    if not stored.study.search.trials and not any(c.study.search.trials for c in expand(stored.study)):
+        note = "No hyperparameter was tuned: every cell ran on fixed parameters."
+    elif len(kept) and (kept >= 2).all():
+        share = summary.loc[kept.index, "accuracy_search_share"]
+        note = (f"Each cell ran {kept.min()}{'' if kept.min() == kept.max() else f' to {kept.max()}'} independent "
+                f"hyperparameter searches, each evaluated on the same seeds, so the intervals include the searches' "
+                f"luck (a median {share.median():.0%} of a cell's variance).")
+    else:
+        note = ("The intervals are conditional on the hyperparameters each cell's one search chose: a search run again "
+                "would have chosen others, and that luck is not in them (`search.replicates = 2` or more includes it).")
+    failed = parts.evidence.untuned
+    if failed:
+        names = "; ".join(f"{label(parts.evidence.cells['cell'][c])} ({why})" for c, why in sorted(failed.items()))
+        note += f" Untuned cells, kept out of every answer: {names}."
+    return note
 
 
 def axis_sentences(stored: Stored, m: MetricEstimates) -> list[str]:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from harness.stats import calibration as cal
 from harness.evidence import Evidence
-from harness.report.cells import best_cell
+from harness.report.cells import CHOSEN, best_cell
 from harness.report.format import label, md_table, num
 from harness.kept import flag
 from harness.report.frames import Stored, probabilities
@@ -69,7 +69,7 @@ def sentence(c: Calibration | None, summary: pd.DataFrame) -> str:
         return ""
     row = c.cells.set_index("cell").loc[best]
     worst = c.classes[c.classes["cell"] == best].sort_values("f1").iloc[0]
-    return (f"In the best cell by validation accuracy ({label(best)}) the expected calibration error is {row['ece']:.3f}, Brier "
+    return (f"In {CHOSEN}, {label(best)}, the expected calibration error is {row['ece']:.3f}, Brier "
             f"{row['brier']:.3f}, NLL {row['nll']:.3f}; its weakest class is *{worst['class']}* (precision "
             f"{num(worst['precision'])}, recall {num(worst['recall'])}, F1 {num(worst['f1'])}).")
 
@@ -95,7 +95,7 @@ def render(stored: Stored, c: Calibration | None, summary: pd.DataFrame) -> list
     best = best_cell(summary)
     if best in c.confusion:
         matrix = c.confusion[best]
-        lines += [f"Confusion matrix of the best cell by validation accuracy, {label(best)}, summed over its runs "
+        lines += [f"Confusion matrix of {CHOSEN}, {label(best)}, summed over its runs "
                   "(rows: true class, "
                   "columns: predicted; every cell's is in `tables/confusion.csv`):", ""]
         lines += md_table(["true \\ predicted"] + list(names),

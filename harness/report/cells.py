@@ -14,11 +14,40 @@ from harness.report.effects import MetricEstimates
 from harness.report.format import estimate, label, md_table, num, plural
 
 
-def best_cell(summary: pd.DataFrame) -> str | None:
-    """The cell with the best mean validation accuracy over its kept runs (chosen without the test set)."""
-    kept = summary.dropna(subset=["val_mean", "accuracy_mean"])
-    return None if kept.empty else kept.loc[kept["val_mean"].idxmax(), "cell"]
 from harness.report.frames import Stored
+from harness.evidence import from_records
+from harness.stats import grid_model, selection
+
+
+CHOSEN = "the chosen cell (the cheapest of those validation cannot tell from the best)"
+
+
+def best_cell(summary: pd.DataFrame) -> str | None:
+    """The cell the report speaks of when it needs one: of the cells validation cannot tell from the best
+    (``tied``: stats.selection.tied_with_best), the cheapest per run by the cost model, then the best by
+    validation. Chosen without the test set, and never by a coin flip between tied cells."""
+    kept = summary.dropna(subset=["val_mean", "accuracy_mean"])
+    if kept.empty:
+        return None
+    tied = kept["tied"].fillna(False).to_numpy(dtype=bool) if "tied" in kept else np.zeros(len(kept), bool)
+    if not tied.any():  # no validation predictions stored (an older store): the best mean alone
+        tied = (kept["val_mean"] == kept["val_mean"].max()).to_numpy()
+    chosen = selection.cheapest(tied, kept["cost_per_run"].to_numpy(dtype=float) if "cost_per_run" in kept
+                                else np.zeros(len(kept)), kept["val_mean"].to_numpy(dtype=float))
+    return kept.iloc[chosen]["cell"]
+
+
+def tied_cells(stored: Stored) -> dict[str, bool]:
+    """cell id -> whether validation cannot tell it from the best (stats.selection, at the study's alpha),
+    from every kept run's restored epoch on the validation set."""
+    if not stored.splits.get("val_labels"):
+        return {}
+    ev = from_records(stored.records, stored.splits, stored.axes, source="validation")
+    if not ev.kept.any():
+        return {}
+    comp = grid_model.accuracy_components(ev.Y, ev.groups, replicates=ev.replicates, seeds=ev.seeds)
+    tied = selection.tied_with_best(comp, stored.analysis.alpha)
+    return dict(zip(ev.cells["cell"], tied.tolist()))
 
 COLUMNS = {"accuracy": "accuracy", "macro-F1": "f1", "ROC-AUC": "auc"}
 
@@ -40,9 +69,13 @@ def summary(stored: Stored, runs: pd.DataFrame, estimates: list[MetricEstimates]
                # never the test set
                "val_mean": kept["val_accuracy"].astype(float).mean() if len(kept) else math.nan,
                "trainable_params": first["trainable_params"], "seconds_per_run": group.loc[group["trained"], "seconds"].mean(),
+               "cost_per_run": group.loc[group["trained"], "cost"].mean(),
+               "cost_modelled": bool(group.loc[group["trained"], "modelled"].all()),
                "seconds_total": seconds.get(cell, 0.0), "lr": first["lr"], "batch_size": first["batch_size"]}
         rows.append(row)
     table = pd.DataFrame(rows)
+    tied = tied_cells(stored)
+    table["tied"] = [tied.get(c, False) for c in table["cell"]] if tied else False
     for m in estimates:
         col = COLUMNS[m.metric]
         if m.grid is None:
@@ -50,7 +83,8 @@ def summary(stored: Stored, runs: pd.DataFrame, estimates: list[MetricEstimates]
             continue
         per = m.grid.cells.assign(cell=_ids(stored, m.grid.cells)).set_index("cell")
         for part, source in (("mean", "mean"), ("lo", "lo"), ("hi", "hi"), ("se_seed", "se_seed"),
-                             ("se_test", "se_test")):
+                             ("se_test", "se_test"), ("se_search", "se_search"), ("search_share", "search_share"),
+                             ("searches", "searches")):
             table[f"{col}_{part}"] = table["cell"].map(per[source])
     return table
 
@@ -63,7 +97,8 @@ def _ids(stored: Stored, cells: pd.DataFrame) -> list[str]:
 
 def _flags(group: pd.DataFrame) -> str:
     counts = group["flag"].value_counts()
-    return ", ".join(f"{counts[k]} {k}" for k in ("failed", "diverged", "collapsed", "pruned") if k in counts) or "none"
+    return ", ".join(f"{counts[k]} {k}" for k in ("failed", "diverged", "collapsed", "pruned", "untuned")
+                     if k in counts) or "none"
 
 
 def baseline(stored: Stored, ev: Evidence) -> dict:

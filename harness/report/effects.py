@@ -40,22 +40,23 @@ def estimate(stored: Stored, ev: Evidence, metric: str = "accuracy") -> MetricEs
         return MetricEstimates(metric, None, "no kept run")
     cells = ev.cells[axes]
     if metric == "accuracy":
-        return MetricEstimates(metric, analyse(ev.Y, ev.groups, cells, ev.order, a.alpha, a.smallest_effect),
+        return MetricEstimates(metric, analyse(ev.Y, ev.groups, cells, ev.order, a.alpha, a.smallest_effect,
+                                               replicates=ev.replicates, seeds=ev.seeds),
                                "clustered (CR1) covariance of per-example correctness")
     pred = ev.pred if metric == "macro-F1" else _positive_probs(stored, ev)
     score = (lambda y, p: macro_f1(y, p.astype(int), len(stored.class_names))) if metric == "macro-F1" else _auc
     runs, cov, df = grid_model.bootstrap_covariance(pred, ev.labels, ev.groups, score, BOOTSTRAP_DRAWS)
-    comp = grid_model.components(runs, cov, df)
+    comp = grid_model.components(runs, cov, df, replicates=ev.replicates, seeds=ev.seeds)
     grid = analyse(ev.Y, ev.groups, cells, ev.order, a.alpha, a.smallest_effect, comp=comp)
     return MetricEstimates(metric, grid, f"cluster bootstrap over groups, {BOOTSTRAP_DRAWS} draws, seed 0")
 
 
 def _positive_probs(stored: Stored, ev: Evidence) -> np.ndarray:
     out = np.full(ev.Y.shape, np.nan)
-    cell_ids, seeds = list(ev.cells["cell"]), list(ev.seeds)
+    cell_ids, columns = list(ev.cells["cell"]), list(zip(ev.replicates.tolist(), ev.seeds.tolist()))
     for r in stored.evals:
-        if r.cell in cell_ids and r.seed in seeds and r.test.get("prob"):
-            c, s = cell_ids.index(r.cell), seeds.index(r.seed)
+        if r.cell in cell_ids and (r.replicate, r.seed) in columns and r.test.get("prob"):
+            c, s = cell_ids.index(r.cell), columns.index((r.replicate, r.seed))
             if ev.kept[c, s]:
                 out[c, s] = r.test["prob"]
     return out
@@ -105,11 +106,15 @@ def _family(m: MetricEstimates, which: str, title: str, note: str = "") -> list[
     lines = [title, ""] + ([note, ""] if note else [])
     if table.empty:
         return lines + ["No axis has two levels with runs in both: nothing to compare.", ""]
+    searched = "search_share" in table and (table["se_search"] > 0).any()
     rows = [[_name(r), str(int(round(r.seeds))) if np.isfinite(r.seeds) else "n/a", effect(r.estimate, r.lo_sim, r.hi_sim),
-             effect(r.estimate, r.lo, r.hi), f"{num(r.se_seed)} / {num(r.se_test)}", num(r.df, ".0f"),
-             pval(r.p_family), r.verdict] for r in table.itertuples()]
-    return lines + md_table(["step", "seeds/cell", "Δ [simultaneous]", "Δ [own 95%]", "se seed / test", "df",
-                             "p (family)", "verdict"], rows)
+             effect(r.estimate, r.lo, r.hi), f"{num(r.se_seed)} / {num(r.se_test)}"
+             + (f" / {num(r.se_search)}" if searched else ""), *([num(r.search_share, ".0%")] if searched else []),
+             num(r.df, ".0f"), pval(r.p_family), r.verdict] for r in table.itertuples()]
+    header = ["step", "runs/cell", "Δ [simultaneous]", "Δ [own 95%]",
+              "se seed / test" + (" / search" if searched else ""), *(["search share"] if searched else []), "df",
+              "p (family)", "verdict"]
+    return lines + md_table(header, rows)
 
 
 def _interactions(m: MetricEstimates) -> list[str]:

@@ -18,8 +18,8 @@ import pandas as pd
 from harness.stats.proportions import roc_auc, wilson_interval
 from harness.study import AnalysisSpec, Axis, Study, axes_of, build, filled, sort_key
 from harness.errors import HarnessError
-from harness.evidence import source_of
-from harness.kept import flag
+from harness.evidence import run_cost, source_of
+from harness.kept import flag, untuned
 from harness.records import RunRecord, decode_classes
 from harness.store import Results
 
@@ -97,13 +97,17 @@ def _analysis(study: Study, overrides: list[str], where: str) -> AnalysisSpec:
 
 
 def run_frame(stored: Stored) -> pd.DataFrame:
-    """One row per evaluation run: its axes, flag, metrics with a Wilson interval, cost and parameters."""
+    """One row per evaluation run: its axes, search, flag (why it is left out: its status, or ``untuned``
+    for every run of a cell with an untuned search), metrics with a Wilson interval, measured seconds, the
+    cost model's seconds and parameters."""
     labels = stored.splits.get("test_labels" if stored.source == "test" else "val_labels", "")
+    failed = {cell for cell, _ in untuned(stored.records)}
     rows = []
     for r in stored.evals:
-        row = {"cell": r.cell, **filled(stored.axes, r.axes), "seed": r.seed, "status": r.status, "flag": flag(r),
+        row = {"cell": r.cell, **filled(stored.axes, r.axes), "seed": r.seed, "replicate": r.replicate,
+               "status": r.status, "flag": "untuned" if r.cell in failed else flag(r),
                "train_size": r.train_size, "best_epoch": r.best_epoch, "stopped_epoch": r.stopped_epoch,
-               "trainable_params": r.trainable_params, "seconds": r.seconds, "trained": r.trained,
+               "trainable_params": r.trainable_params, "seconds": r.seconds, "cost": run_cost(r), "modelled": bool(r.work), "trained": r.trained,
                "lr": r.params.get("lr"), "batch_size": r.params.get("batch_size"), "wave": getattr(r, "wave", 0),
                "val_accuracy": r.val.get("accuracy")}
         rows.append(row | _scores(r, stored.source, labels, stored.binary))

@@ -15,7 +15,7 @@ from harness.stats import cost
 from harness.stats import forecast
 from harness.data import Findings
 from harness.stats.bands import band_gap, band_of, by_band
-from harness.report.cells import best_cell
+from harness.report.cells import CHOSEN, best_cell
 from harness.evidence import Evidence
 from harness.report.format import effect, estimate, label, md_table, num
 from harness.report.frames import Stored
@@ -27,7 +27,7 @@ class Lab:
     crossings: list[str] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
     frontier: pd.DataFrame = field(default_factory=pd.DataFrame)
-    bands: pd.DataFrame = field(default_factory=pd.DataFrame)  # best cell's accuracy per score band
+    bands: pd.DataFrame = field(default_factory=pd.DataFrame)  # the chosen cell's accuracy per score band
     band_gap: dict = field(default_factory=dict)  # near-neutral minus clear, with its interval
     audit: list[str] = field(default_factory=list)
     leak: dict = field(default_factory=dict)
@@ -37,11 +37,10 @@ class Lab:
 def compute(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> Lab:
     lab = Lab(summary=summary)
     lab.forecasts, lab.crossings = _forecasts(stored, runs)
-    kept = summary.dropna(subset=["accuracy_mean", "val_mean", "seconds_per_run"])
-    if len(kept) >= 2:  # chosen on validation accuracy; the test accuracies are reported beside
-        lab.cost = cost.cheapest_within(kept, "seconds_per_run", "val_mean", stored.analysis.smallest_effect)
-        lab.cost["test"] = kept.set_index("label")["accuracy_mean"].to_dict()
-        lab.frontier = cost.frontier(kept, "seconds_per_run", "val_mean")  # chosen on validation, as above
+    kept = summary.dropna(subset=["accuracy_mean", "val_mean", "cost_per_run"])
+    if len(kept) >= 2:  # chosen on validation accuracy and the cost model; the test accuracies are reported beside
+        lab.cost = _cheapest_tied(kept, best_cell(summary), stored.analysis.alpha)
+        lab.frontier = cost.frontier(kept, "cost_per_run", "val_mean")
     lab.bands, lab.band_gap = _bands(stored, ev, summary)
     audit = stored.splits.get("audit")
     if audit:
@@ -91,7 +90,7 @@ def _crossings(stored: Stored, forecasts: list[dict]) -> list[str]:
 # --- binary too coarse? -----------------------------------------------------------------------
 
 def _bands(stored: Stored, ev: Evidence, summary: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """The best cell's (by validation) accuracy on near-neutral and clear test examples, and the gap.
+    """The chosen cell's (cells.best_cell) accuracy on near-neutral and clear test examples, and the gap.
 
     Binary tasks cut from a score only: near-neutral is the band (-0.5, 0.5] of the score around the
     threshold (harness.stats.bands), the sentences whose binary label rests on a near-zero mean rating.
@@ -146,11 +145,11 @@ def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
         out.append(f"**Would the whole data set help?** Not forecast: a learning curve needs 3 data sizes or more "
                    f"(this study has {sizes}).")
     if lab.cost:
-        out.append(f"**What is the cheapest good configuration?** {_cost_sentence(lab.cost)}.")
+        out.append(f"**Which cell is best, and which is cheapest among the best?** {_cost_sentence(lab.cost)}.")
     if lab.band_gap:
         g = lab.band_gap
         out.append(f"**Is binary too coarse?** On the {g['near']} near-neutral test sentences (score in (−0.5, 0.5]) "
-                   f"the best cell by validation ({label(g['cell'])}) is right {_band_text(lab, 'near-neutral')} "
+                   f"{CHOSEN}, {label(g['cell'])}, is right {_band_text(lab, 'near-neutral')} "
                    f"of the time, against "
                    f"{_band_text(lab, 'clear')} on the {g['clear']} clear ones: {effect(g['gap'], g['lo'], g['hi'])} "
                    f"({g['level']:.0%} interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
@@ -161,13 +160,32 @@ def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
     return out
 
 
+def _cheapest_tied(kept: pd.DataFrame, chosen: str | None, alpha: float) -> dict:
+    """The cells validation cannot tell from the best, and the cheapest of them by the cost model."""
+    tied = kept[kept["tied"].fillna(False).astype(bool)] if "tied" in kept else kept.iloc[:0]
+    if chosen is None or chosen not in set(kept["cell"]):
+        return {}
+    row = kept.set_index("cell").loc[chosen]
+    return {"tied": list(tied["label"]), "chosen": row["label"], "alpha": alpha, "cost": float(row["cost_per_run"]),
+            "modelled": bool(row["cost_modelled"]),
+            "seconds": float(row["seconds_per_run"]), "val": float(row["val_mean"]),
+            "test": float(row["accuracy_mean"]), "others_test": tied.set_index("label")["accuracy_mean"].to_dict()}
+
+
 def _cost_sentence(result: dict) -> str:
-    """The cheapest cell within delta of the best, both by validation accuracy; their test accuracies beside."""
-    test = result.get("test", {})
-    said = cost.sentence(result).replace(f"{result['chosen_value']:.3f}", f"validation {result['chosen_value']:.3f}", 1)
-    names = dict.fromkeys([result["chosen"], result["best"]])
-    return said + " (chosen on validation accuracy; on the test set " + ", ".join(
-        f"{n} {test[n]:.3f}" for n in names if n in test) + ")"
+    """The tie set by validation and the cheapest of it; the test accuracies beside, never chosen on."""
+    tied = result["tied"]
+    if len(tied) > 1:
+        head = (f"Validation cannot tell {len(tied)} cells from the best ({', '.join(tied)}: a cell stays unless "
+                f"another beats it, one-sided with Sidak at α = {result['alpha']:g} over its comparisons, so the set "
+                f"holds the best with probability ≥ {1 - result['alpha']:.0%}); the cheapest of them per run is "
+                f"{result['chosen']}")
+    else:
+        head = f"{result['chosen']} is better by validation than every other cell (one-sided, Sidak, α = {result['alpha']:g})"
+    price = (f"{result['cost']:.1f} s per run on the reference machine by the cost model ({result['seconds']:.1f} s "
+             "measured here)") if result["modelled"] else f"{result['seconds']:.1f} s per run as measured (the store " \
+        "predates the cost model)"
+    return f"{head}: {price}, validation {result['val']:.3f}, test {result['test']:.3f}"
 
 
 def _val_at_largest(stored: Stored, f: dict, lab: Lab) -> float:
@@ -223,13 +241,15 @@ def _render_forecasts(stored: Stored, lab: Lab) -> list[str]:
 def _render_cost(lab: Lab) -> list[str]:
     if lab.frontier.empty:
         return []
-    rows = [[r.label, num(r.accuracy_mean), num(r.seconds_per_run, ".1f"),
+    rows = [[r.label, num(r.val_mean), num(r.accuracy_mean), num(r.cost_per_run, ".1f"), num(r.seconds_per_run, ".1f"),
              f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params) else "n/a"]
             for r in lab.frontier.itertuples()]
-    return ["### Accuracy against cost", "", f"{_cost_sentence(lab.cost)}. The cells no other cell beats on both "
-            "validation accuracy and training seconds per run (the Pareto frontier, chosen on validation; test "
-            "accuracy shown):", ""] + \
-        md_table(["cell", "test accuracy", "s/run", "trainable params"], rows)
+    said = _cost_sentence(lab.cost) if lab.cost else "No cell is chosen"
+    return ["### Accuracy against cost", "", f"{said}. The cells no other cell beats on both "
+            "validation accuracy and the cost model's seconds per run (the Pareto frontier, chosen on validation; "
+            "test accuracy and the seconds measured on this machine shown beside, never chosen on):", ""] + \
+        md_table(["cell", "validation accuracy", "test accuracy", "cost s/run", "measured s/run", "trainable params"],
+                 rows)
 
 
 def _render_bands(lab: Lab) -> list[str]:
@@ -238,7 +258,7 @@ def _render_bands(lab: Lab) -> list[str]:
     rows = [[r.band, str(r.n), str(r.groups), estimate(r.accuracy, r.lo, r.hi), num(r.deff, ".1f")]
             for r in lab.bands.itertuples()]
     return ["### Accuracy by score band", "",
-            f"The best cell by validation, {label(lab.band_gap['cell'])}, on test sentences by "
+            f"{CHOSEN[0].upper() + CHOSEN[1:]}, {label(lab.band_gap['cell'])}, on test sentences by "
             "the raters' mean score: near-neutral (|score| ≤ 0.5) against clear; intervals clustered by group.", ""] + \
         md_table(["band", "examples", "groups", "accuracy [95%]", "design effect"], rows)
 

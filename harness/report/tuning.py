@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.kept import untuned
 from harness.report import diagnostics
 from harness.stats.search import expected_best_curve
 from harness.report.format import label, md_table, num
@@ -27,7 +28,8 @@ class Tuning:
 
 def compute(stored: Stored) -> Tuning:
     metric = stored.metric
-    trials = pd.DataFrame([{"cell": r.cell, "label": label(r.cell), "trial": r.trial, "status": r.status,
+    trials = pd.DataFrame([{"cell": r.cell, "label": label(r.cell), "search": r.replicate + 1, "trial": r.trial,
+                            "status": r.status,
                             "lr": r.params.get("lr"), "batch_size": r.params.get("batch_size"),
                             "objective": r.objective, "value": trial_value(r.to_dict(), metric),
                             "seconds": r.seconds} for r in stored.records if r.role == "tune"])
@@ -64,16 +66,22 @@ def render(stored: Stored, t: Tuning, summary: pd.DataFrame) -> list[str]:
               f"value); *best trial*: the best objective of a trial that could be chosen (finished ok); *search "
               f"gain*: best trial − E[best of 1], how much searching mattered.", ""]
     gain = mattered(t)
+    chosen = summary.set_index("cell")
+    failed = untuned(stored.records)
     rows = []
-    for r in summary.itertuples():
-        g = t.trials[t.trials["cell"] == r.cell]
+    for cell, g in t.trials.groupby("cell", sort=False):
         counts = ", ".join(f"{n} {k}" for k, n in g["status"].value_counts().sort_index().items())
-        e = t.expected[t.expected["cell"] == r.cell] if not t.expected.empty else pd.DataFrame()
+        e = t.expected[t.expected["cell"] == cell] if not t.expected.empty else pd.DataFrame()
         one, allk = (e.iloc[0], e.iloc[-1]) if len(e) else (None, None)
-        rows.append([r.label, f"{len(g)} ({counts})", _pm(one), _pm(allk), num(allk["best_trial"]) if allk is not None
-                     else "n/a", num(gain.get(r.cell, math.nan)), num(r.lr, ".2e"), str(r.batch_size)])
-    return lines + md_table(["cell", "trials", "E[best of 1] ± sd", "E[best of N] ± sd", "best trial", "search gain",
-                             "chosen lr", "chosen batch"], rows)
+        searches = g["search"].nunique()
+        lr, batch = (num(chosen.loc[cell, "lr"], ".2e"), str(chosen.loc[cell, "batch_size"])) \
+            if cell in chosen.index and searches == 1 else (("per search", "per search") if searches > 1 else ("-", "-"))
+        bad = [r + 1 for c, r in failed if c == cell]
+        rows.append([label(cell), str(searches) + (f" (untuned: {', '.join(map(str, bad))})" if bad else ""),
+                     f"{len(g)} ({counts})", _pm(one), _pm(allk),
+                     num(allk["best_trial"]) if allk is not None else "n/a", num(gain.get(cell, math.nan)), lr, batch])
+    return lines + md_table(["cell", "searches", "trials", "E[best of 1] ± sd", "E[best of N] ± sd", "best trial",
+                             "search gain", "chosen lr", "chosen batch"], rows)
 
 
 def _pm(point) -> str:

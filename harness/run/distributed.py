@@ -79,11 +79,12 @@ def scrub(message: str, url: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Slot:
-    """One unit of work: tuning slot ``index`` of a cell, or its evaluation seed ``index``."""
+    """One unit of work: tuning slot ``index`` of a cell's search ``replicate``, or its evaluation seed ``index``."""
 
     cell: Cell
     role: str  # "tune" or "eval"
     index: int
+    replicate: int = 0
 
 
 @dataclasses.dataclass
@@ -104,12 +105,21 @@ class Shared:
     def cells(self) -> list[Cell]:
         return expand(self.study)
 
-    def slots(self, cell: Cell, role: str) -> list[Slot]:
-        """Tuning slots by number; evaluation slots by seed: the first wave's, then the added waves' read so far."""
+    def slots(self, cell: Cell, role: str, replicate: int = 0, tuned: int | None = None) -> list[Slot]:
+        """Tuning slots by number (``tuned``: how many the search wants now, see ``survey``; its budget by
+        default); evaluation slots by seed: the first wave's, then the added waves' read so far."""
         if role == "tune":
-            return [Slot(cell, role, i) for i in range(cell.study.search.trials)]
+            return [Slot(cell, role, i, replicate) for i in range(cell.study.search.trials if tuned is None else tuned)]
         added = [s for plan in self.planned for s in plan["seeds"].get(cell.id, [])]
-        return [Slot(cell, role, i) for i in (*cell.study.seeds.evaluate, *added)]
+        return [Slot(cell, role, i, replicate) for i in (*cell.study.seeds.evaluate, *added)]
+
+    def searches(self, cell: Cell) -> int:
+        """The searches of ``cell``: the study's replicates, then those the added waves read so far added."""
+        return cell.study.search.replicates + sum(p.get("replicates", {}).get(cell.id, 0) for p in self.planned)
+
+    def units(self) -> list[tuple[Cell, int]]:
+        """Every (cell, search) in grid order."""
+        return [(cell, r) for cell in self.cells for r in range(self.searches(cell))]
 
     def waves(self) -> list[dict]:
         """Plans of the added waves, `planned` brought up to date from storage."""
@@ -123,19 +133,27 @@ class Shared:
                 return self.planned
             self.planned.append(plan)
 
-    def wave_of(self, cell: Cell, seed: int) -> int:
-        """The wave that added evaluation seed `seed` to `cell` (0: the study's evaluate seeds)."""
-        if seed in cell.study.seeds.evaluate:
-            return 0
-        return next(p["wave"] for p in self.waves() if seed in p["seeds"].get(cell.id, []))
+    def wave_of(self, cell: Cell, seed: int, replicate: int = 0) -> int:
+        """The wave that added the evaluation run of ``seed`` with search ``replicate`` to ``cell``: the later
+        of the waves that added the seed and the search (0: the study's own)."""
+        plans = self.waves()
+        seed_wave = 0 if seed in cell.study.seeds.evaluate else \
+            next(p["wave"] for p in plans if seed in p["seeds"].get(cell.id, []))
+        search_wave, count = 0, cell.study.search.replicates
+        for p in plans:
+            if replicate < count:
+                break
+            count += p.get("replicates", {}).get(cell.id, 0)
+            search_wave = p["wave"]
+        return max(seed_wave, search_wave)
 
-    def optuna_study(self, cell: Cell, role: str) -> optuna.Study:
-        name = f"{self.prefix}/{cell.id}" + ("#eval" if role == "eval" else "")
+    def optuna_study(self, cell: Cell, role: str, replicate: int = 0) -> optuna.Study:
+        name = f"{self.prefix}/{tuning.search_name(cell.id, replicate)}" + ("#eval" if role == "eval" else "")
         if name not in self._studies:
             if role == "tune":
                 s = cell.study
                 self._studies[name] = tuning.open_study(self.storage, name, s.search, s.train, cell.epochs,
-                                                        s.seeds.tune[0])
+                                                        s.seeds.tuning(replicate)[0])
             else:  # a queue of seeds, not an optimisation: the direction means nothing
                 self._studies[name] = optuna.create_study(storage=self.storage, study_name=name,
                                                           load_if_exists=True)
@@ -182,10 +200,22 @@ class SlotState:
         return self.done is None and not self.live and len(deaths) >= MAX_ATTEMPTS
 
 
-def survey(shared: Shared, cell: Cell, role: str) -> dict[Slot, SlotState]:
-    states = {slot: SlotState() for slot in shared.slots(cell, role)}
-    for t in shared.optuna_study(cell, role).get_trials(deepcopy=False):
-        slot = Slot(cell, role, t.user_attrs.get("slot", -1))
+def survey(shared: Shared, cell: Cell, role: str, replicate: int = 0) -> dict[Slot, SlotState]:
+    """The state of every slot of a search. A search whose tuning budget is spent with no trial complete
+    wants one more slot at a time, up to ``search.trial_cap`` (``tuning.wants_trial``'s rule)."""
+    trials = shared.optuna_study(cell, role, replicate).get_trials(deepcopy=False)
+    tuned = cell.study.search.trials if role == "tune" else None
+    while True:
+        states = _states(cell, role, replicate, shared.slots(cell, role, replicate, tuned), trials)
+        if role != "tune" or not settled(states) or complete(states) or tuned >= cell.study.search.trial_cap:
+            return states
+        tuned += 1
+
+
+def _states(cell: Cell, role: str, replicate: int, slots: list[Slot], trials: list[FrozenTrial]) -> dict:
+    states = {slot: SlotState() for slot in slots}
+    for t in trials:
+        slot = Slot(cell, role, t.user_attrs.get("slot", -1), replicate)
         if slot not in states or own(t, "surplus"):
             continue  # a fresh trial asked from an empty queue, or a surplus copy
         if is_done(t, role):
@@ -195,6 +225,16 @@ def survey(shared: Shared, cell: Cell, role: str) -> dict[Slot, SlotState]:
         elif t.state == TrialState.FAIL:
             states[slot].killed.append(t)
     return states
+
+
+def complete(states: dict[Slot, SlotState]) -> bool:
+    """Whether a tuning trial completed: the search has parameters to evaluate."""
+    return any(s.done is not None and s.done.state == TrialState.COMPLETE for s in states.values())
+
+
+def untuned(states: dict[Slot, SlotState]) -> bool:
+    """A search settled with no trial complete (after its extra trials): never evaluated."""
+    return settled(states) and not complete(states)
 
 
 # --- planning, claiming, retrying ------------------------------------------------------------
@@ -208,13 +248,24 @@ def plan(shared: Shared, poll: float) -> None:
         while "planned" not in shared.plan_study().user_attrs and time.monotonic() < deadline:
             time.sleep(poll)
         return  # a planner that died half way is made good by repair()
-    for cell in shared.cells:
-        for role in ("tune", "eval"):
-            for slot in shared.slots(cell, role):
-                start = tuning.start_point(cell.study.search, cell.study.seeds.tune[0], slot.index, cell.id) \
-                    if role == "tune" and cell.study.seeds.tune else None  # the space-filling start-up points
-                shared.optuna_study(cell, role).enqueue_trial(start or {}, user_attrs={"slot": slot.index})
+    for cell, replicate in shared.units():
+        enqueue_search(shared, cell, replicate)
     shared.plan_study().set_user_attr("planned", True)
+
+
+def enqueue_search(shared: Shared, cell: Cell, replicate: int) -> None:
+    """Every tuning slot of a search (its space-filling start-up points first) and its evaluation slots."""
+    for role in ("tune", "eval"):
+        for slot in shared.slots(cell, role, replicate):
+            start = start_point(cell, slot) if role == "tune" else None
+            shared.optuna_study(cell, role, replicate).enqueue_trial(start or {}, user_attrs={"slot": slot.index})
+
+
+def start_point(cell: Cell, slot: Slot) -> dict | None:
+    """A tuning slot's space-filling start-up point (None: the sampler draws it)."""
+    seeds = cell.study.seeds.tuning(slot.replicate)
+    return tuning.start_point(cell.study.search, seeds[0], slot.index, tuning.search_name(cell.id, slot.replicate)) \
+        if seeds else None
 
 
 def plan_wave(shared: Shared, k: int, make: Callable[[], dict], poll: float) -> dict:
@@ -238,17 +289,25 @@ def plan_wave(shared: Shared, k: int, make: Callable[[], dict], poll: float) -> 
         return shared.waves()[k - 1]
     plan = make()
     for cell in shared.cells:
-        for seed in plan["seeds"].get(cell.id, []):
-            shared.optuna_study(cell, "eval").enqueue_trial({}, user_attrs={"slot": seed})
+        had = shared.searches(cell)
+        for replicate in range(had):  # the new seeds, for every search the cell has
+            for seed in plan["seeds"].get(cell.id, []):
+                shared.optuna_study(cell, "eval", replicate).enqueue_trial({}, user_attrs={"slot": seed})
+    shared.planned.append(plan)  # the new searches' slots: every seed, this wave's included
+    for cell in shared.cells:
+        had = shared.searches(cell) - plan.get("replicates", {}).get(cell.id, 0)
+        for replicate in range(had, shared.searches(cell)):
+            enqueue_search(shared, cell, replicate)
+    shared.planned.pop()
     study.set_user_attr("plan", plan)  # after the slots: a worker that reads the plan finds them queued
     return shared.waves()[k - 1]
 
 
 def fail_stale(shared: Shared) -> None:
     """Fail RUNNING trials whose worker stopped beating, in every Optuna study of the harness study."""
-    for cell in shared.cells:
+    for cell, replicate in shared.units():
         for role in ("tune", "eval"):
-            fail_stale_in(shared, shared.optuna_study(cell, role))
+            fail_stale_in(shared, shared.optuna_study(cell, role, replicate))
 
 
 def fail_stale_in(shared: Shared, study: optuna.Study) -> None:
@@ -282,7 +341,8 @@ def repair(shared: Shared, states: dict[Slot, SlotState]) -> int:
             continue
         last = state.killed[-1] if state.killed else None
         user_attrs = {"slot": slot.index} | ({"retry_of": last.number} if last else {})
-        shared.optuna_study(slot.cell, slot.role).enqueue_trial(last.params if last else {}, user_attrs=user_attrs)
+        params = last.params if last else (start_point(slot.cell, slot) if slot.role == "tune" else None)
+        shared.optuna_study(slot.cell, slot.role, slot.replicate).enqueue_trial(params or {}, user_attrs=user_attrs)
         repaired += 1
     return repaired
 
@@ -296,16 +356,29 @@ class Unit:
 
 
 def claim(shared: Shared, worker: str) -> Unit | None:
-    """Pop the next waiting unit in grid order; evaluation only in cells whose tuning is settled."""
-    for cell in shared.cells:
-        tune = survey(shared, cell, "tune")
-        if waiting(tune) and (unit := pop(shared, cell, "tune", worker)):
+    """Pop the next waiting unit in grid order; evaluation only of searches whose tuning is settled and
+    found parameters (an untuned search is never evaluated)."""
+    for cell, replicate in shared.units():
+        tune = survey(shared, cell, "tune", replicate)
+        if waiting(tune) and (unit := pop(shared, cell, "tune", worker, replicate)):
             return unit
-        if settled(tune):
-            evals = survey(shared, cell, "eval")
-            if waiting(evals) and (unit := pop(shared, cell, "eval", worker)):
+        if settled(tune) and complete(tune) or not cell.study.search.trials:
+            evals = survey(shared, cell, "eval", replicate)
+            if waiting(evals) and (unit := pop(shared, cell, "eval", worker, replicate)):
                 return unit
     return None
+
+
+def all_states(shared: Shared) -> dict[Slot, SlotState]:
+    """Every slot that must be settled before the study (or its next wave) goes on: each search's tuning
+    slots, and the evaluation slots of the searches that found parameters."""
+    out: dict[Slot, SlotState] = {}
+    for cell, replicate in shared.units():
+        tune = survey(shared, cell, "tune", replicate)
+        out |= tune
+        if not (cell.study.search.trials and untuned(tune)):
+            out |= survey(shared, cell, "eval", replicate)
+    return out
 
 
 def waiting(states: dict[Slot, SlotState]) -> bool:
@@ -316,16 +389,16 @@ def settled(states: dict[Slot, SlotState]) -> bool:
     return all(s.done or s.abandoned for s in states.values())
 
 
-def pop(shared: Shared, cell: Cell, role: str, worker: str) -> Unit | None:
+def pop(shared: Shared, cell: Cell, role: str, worker: str, replicate: int = 0) -> Unit | None:
     """Optuna's atomic pop, then the ownership rule: the lowest live or done trial of a slot runs it."""
-    study = shared.optuna_study(cell, role)
+    study = shared.optuna_study(cell, role, replicate)
     # Optuna warns that heartbeats are meant for optimize(); ask/tell with our own beat thread is the same
     with warnings.catch_warnings(action="ignore", category=UserWarning):
         trial = study.ask()
     first_beat(shared, trial)
     trials = study.get_trials(deepcopy=False)
     frozen = next(t for t in trials if t.number == trial.number)
-    slot = Slot(cell, role, frozen.user_attrs.get("slot", -1))
+    slot = Slot(cell, role, frozen.user_attrs.get("slot", -1), replicate)
     rivals = [t for t in trials if t.user_attrs.get("slot") == slot.index and t.number < trial.number
               and not own(t, "surplus") and (t.state in LIVE or is_done(t, role))]
     if "slot" not in frozen.user_attrs or rivals:  # the queue emptied meanwhile, or a duplicate

@@ -8,6 +8,7 @@ next unit of work and where its record goes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import traceback
 from dataclasses import dataclass, field
@@ -21,8 +22,9 @@ from harness.run import tuning
 from harness.run.display import Display
 from harness.errors import stop_if_interrupted
 from harness.study import ALL, Cell, ModelSpec, Study
-from harness.run.modeling import Encodings, freeze_, frozen_prefix, load_classifier, resolve_depth, tokenize, top_of
-from harness.records import RunRecord, now
+from harness.run.modeling import (Encodings, compute_params, freeze_, frozen_prefix, load_classifier, resolve_depth,
+                                  tokenize, top_of)
+from harness.records import RunRecord, now, restored_row
 from harness.run.packing import Inputs
 from harness.run.train import RunOutput, train_run
 
@@ -97,14 +99,21 @@ class Context:
     def rows_needed(self) -> np.ndarray:
         """Every row any run will touch: each seed's largest subset with its validation rows, and the test set.
 
-        Evaluation seeds are every seed a cell may reach, added waves' included (``SeedSpec.candidates``).
+        Seeds are every seed a cell may reach (``seeds_of``): added searches' and added waves' included.
         """
         parts = [self.data.test]
-        for seed in {s for c in self.cells for s in (*c.study.seeds.tune, *c.study.seeds.candidates)}:
-            sizes = {c.data_size for c in self.cells if seed in (*c.study.seeds.tune, *c.study.seeds.candidates)}
+        for seed in {s for c in self.cells for s in seeds_of(c)}:
+            sizes = {c.data_size for c in self.cells if seed in seeds_of(c)}
             largest = max(sizes, key=lambda n: float("inf") if n == ALL else n)
             parts += list(self.data.rows(largest, seed))
         return np.unique(np.concatenate(parts))
+
+
+def seeds_of(cell: Cell) -> tuple[int, ...]:
+    """Every seed a cell may train with: each search's tuning seeds (added searches' too) and every
+    evaluation seed (added waves' too)."""
+    seeds, search = cell.study.seeds, cell.study.search
+    return tuple(s for r in range(search.replicate_cap) for s in seeds.tuning(r)) + seeds.candidates
 
 
 def load_context(study: Study, cells: list[Cell], data: Data, display: Display) -> Context:
@@ -124,7 +133,7 @@ def fixed_params(cell: Cell) -> dict:
 
 
 def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epoch=None,
-            hold_test: bool = False) -> RunRecord:
+            hold_test: bool = False, replicate: int = 0) -> RunRecord:
     """Train one model; any exception becomes a 'failed' record and the grid goes on.
 
     ``hold_test`` (tuning runs only): a run that finishes ok is also scored on the test set,
@@ -132,7 +141,7 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
     """
     depth, data, spec = ctx.depths[cell.id], ctx.data, cell.study
     record = RunRecord(study=ctx.study.name, cell=cell.id, axes=dict(cell.values), role=role, seed=seed,
-                       params=dict(params), device=device_name(ctx.device), freeze_depth=depth)
+                       params=dict(params), device=device_name(ctx.device), freeze_depth=depth, replicate=replicate)
 
     def step(epoch: int, row: dict) -> bool:
         stop_if_interrupted()
@@ -147,7 +156,9 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
         if depth > 0:
             model = top_of(model, depth)
         test_rows = data.test if role == "eval" else data.test[:0]  # tuning never sees the test set
-        out = train_run(model, ctx.inputs(cell), data.labels, train_rows, val_rows, test_rows,
+        inputs = ctx.inputs(cell)
+        record.work = work(model, inputs, depth, train_rows, val_rows, params["batch_size"])
+        out = train_run(model, inputs, data.labels, train_rows, val_rows, test_rows,
                         lr=params["lr"], batch_size=params["batch_size"], epochs=cell.epochs, seed=seed,
                         spec=spec.train, on_epoch=step, held_rows=data.test if hold_test else None)
         _fill(record, out, len(train_rows), len(val_rows), len(test_rows))
@@ -162,8 +173,21 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
     return record
 
 
+def work(model: torch.nn.Module, inputs: Inputs, depth: int, train_rows: np.ndarray, val_rows: np.ndarray,
+         batch_size: int) -> dict[str, float]:
+    """One epoch's work as the cost model counts it: optimizer steps, and millions of parameter-positions
+    through the trained part for the training and the validation rows (a position is a token, or the
+    one cached vector a classifier-only run trains from)."""
+    params = compute_params(model, depth)
+    vector = inputs.states is not None and inputs.states.shape[1] == 1
+    positions = np.ones(len(inputs.encodings.lengths)) if vector else inputs.encodings.lengths
+    return {"batches": float(math.ceil(len(train_rows) / batch_size)),
+            "train": round(float(positions[train_rows].sum()) * params / 1e6, 3),
+            "val": round(float(positions[val_rows].sum()) * params / 1e6, 3)}
+
+
 def _fill(record: RunRecord, out: RunOutput, n_train: int, n_val: int, n_test: int) -> None:
-    best = next((h for h in out.history if h["epoch"] == out.best_epoch), {})
+    best = restored_row(out.history, out.best_epoch)
     record.status, record.history, record.best_epoch = out.status, out.history, out.best_epoch or None
     record.stopped_epoch = len(out.history)
     record.val = {k.removeprefix("val_"): best[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in best}
@@ -172,35 +196,38 @@ def _fill(record: RunRecord, out: RunOutput, n_train: int, n_val: int, n_test: i
     record.micro_batch, record.oom_retries, record.seconds = out.micro_batch, out.oom_retries, round(out.seconds, 3)
 
 
-def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial) -> RunRecord:
-    """One Optuna trial: suggest, train on every tuning seed, the record with the mean objective."""
+def run_trial(ctx: Context, cell: Cell, trial: optuna.Trial, replicate: int = 0) -> RunRecord:
+    """One Optuna trial of search ``replicate``: suggest, train on each of its tuning seeds, the record
+    with the mean objective."""
     study = cell.study
     params = tuning.suggest(trial, study.search)
     on_epoch = tuning.pruning_callback(trial, study.train.metric)
-    outcomes = []
-    for i, seed in enumerate(study.seeds.tune):  # pruning follows the first tuning seed only
+    outcomes, seeds = [], study.seeds.tuning(replicate)
+    for i, seed in enumerate(seeds):  # pruning follows the first tuning seed only
         ctx.display.start_run(f"trial {trial.number} seed {seed} lr {params['lr']:.1e} "
                               f"bs {params['batch_size']}", cell.epochs)
         # the stored run of a tuning seed that also evaluates keeps a test evaluation, held back from
         # tuning, for the evaluation run it may turn out to be (see ``reusable``)
         hold = i == 0 and seed in study.seeds.evaluate  # train_run holds nothing without a test set
         outcomes.append(run_one(ctx, cell, seed, params, role="tune", on_epoch=on_epoch if i == 0 else None,
-                                hold_test=hold))
+                                hold_test=hold, replicate=replicate))
         if outcomes[-1].status not in ("ok", "collapsed"):
             break
     record = dataclasses.replace(outcomes[0], trial=trial.number, retry_of=trial.user_attrs.get("retry_of"),
-                                 tune_seeds=list(study.seeds.tune))
-    if all(o.status in ("ok", "collapsed") for o in outcomes) and len(outcomes) == len(study.seeds.tune):
+                                 tune_seeds=list(seeds))
+    if all(o.status in ("ok", "collapsed") for o in outcomes) and len(outcomes) == len(seeds):
         record.objective = float(np.mean([o.val[study.train.metric.removeprefix("val_")] for o in outcomes]))
     return record
 
 
-def evaluation(ctx: Context, cell: Cell, seed: int, params: dict, tuned: list[RunRecord]) -> RunRecord:
-    """The evaluation run of ``seed``: trained now, or, when a tuning trial already trained exactly
-    this run, that trial with its held-back test evaluation."""
-    same = reusable(tuned, seed, params)
+def evaluation(ctx: Context, cell: Cell, seed: int, params: dict, tuned: list[RunRecord],
+               replicate: int = 0) -> RunRecord:
+    """The evaluation run of ``seed`` with search ``replicate``'s parameters: trained now, or, when one
+    of that search's trials (``tuned``) already trained exactly this run, that trial with its held-back
+    test evaluation."""
+    same = reusable([r for r in tuned if r.replicate == replicate], seed, params)
     if same is None:
-        return run_one(ctx, cell, seed, params, role="eval")
+        return run_one(ctx, cell, seed, params, role="eval", replicate=replicate)
     ctx.display.log(f"{cell.id}: eval seed {seed} is trial {same.trial} (same seed, split, lr and batch "
                     "size): its held-back test evaluation is used, nothing is trained again")
     return from_trial(same)
@@ -228,5 +255,5 @@ def from_trial(tuned: RunRecord) -> RunRecord:
         reused_from_trial=tuned.trial, finished=now())
 
 
-__all__ = ["Context", "Data", "device_name", "evaluation", "fixed_params", "from_trial", "load_context",
+__all__ = ["Context", "Data", "device_name", "evaluation", "fixed_params", "from_trial", "load_context", "seeds_of",
            "pick_device", "reusable", "run_one", "run_trial"]

@@ -88,6 +88,15 @@ def freeze_(model: nn.Module, depth: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def compute_params(model: nn.Module, depth: int) -> int:
+    """Parameters each position passes through in a training step: the whole model less its embeddings
+    (a lookup) at depth 0, else the trainable top that ``top_of`` left."""
+    total = sum(p.numel() for p in model.parameters())
+    if depth == 0:
+        total -= sum(p.numel() for p in encoder_parts(model)[0].embeddings.parameters())
+    return total
+
+
 class PassThrough(nn.Module):
     """Stands in for the embeddings: returns the cached hidden states given as ``inputs_embeds``."""
 

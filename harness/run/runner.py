@@ -12,19 +12,17 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import optuna
 
 from harness import evidence, waves
-
-from harness.run import tuning
-from harness.data import Findings
-from harness.study import ALL, Cell, Study, axes_of, expand
-from harness.data import load_dataset
-from harness.run.display import Display
+from harness.data import Findings, load_dataset
 from harness.errors import HarnessError
-from harness.run.execute import Context, device_name, evaluation, fixed_params, load_context, run_trial
-from harness.records import RunRecord
+from harness.kept import untuned_reason
+from harness.records import RunRecord, record_key
+from harness.run import tuning
+from harness.run.display import Display
+from harness.run.execute import Context, device_name, evaluation, fixed_params, load_context, run_trial, seeds_of
 from harness.store import Results
+from harness.study import ALL, Cell, Study, axes_of, expand
 
 
 def start(ctx: Context, results: Results, study_file: str, **manifest) -> None:
@@ -57,7 +55,7 @@ def check_inputs(study: Study, results: Results, display: Display) -> Context:
 
 def check_size(dataset, cell: Cell) -> None:
     """Every training subset must exist and hold each class at least once."""
-    for seed in {*cell.study.seeds.tune, *cell.study.seeds.candidates}:  # added waves' seeds too
+    for seed in seeds_of(cell):  # added searches' and added waves' seeds too
         rows = dataset.subset(cell.data_size, seed)  # raises if larger than the pool
         present = np.unique(dataset.labels[rows])
         if cell.data_size != ALL and len(present) < dataset.n_classes:
@@ -72,7 +70,8 @@ def run_study(study: Study, study_file: str, results: Results, display: Display)
     with results.hold():
         start(ctx, results, study_file)
         done = results.done()
-        finished = [c for c in ctx.cells if all((c.id, "eval", s) in done for s in c.study.seeds.evaluate)]
+        finished = [c for c in ctx.cells if all(eval_key(c, s, r) in done for r in range(c.study.search.replicates)
+                                                for s in c.study.seeds.evaluate)]
         display.start_grid(len(ctx.cells), len(finished))
         for cell in ctx.cells:
             if cell not in finished:
@@ -84,41 +83,71 @@ def run_study(study: Study, study_file: str, results: Results, display: Display)
     return results.records()
 
 
+def eval_key(cell: Cell, seed: int, replicate: int) -> tuple:
+    """The store key of an evaluation run (harness.records.record_key)."""
+    return record_key({"cell": cell.id, "role": "eval", "seed": seed, "replicate": replicate})
+
+
 def run_cell(ctx: Context, results: Results, cell: Cell) -> None:
+    """Each of the cell's searches, each followed by its evaluation seeds."""
     study = cell.study
-    done = results.done()
-    ctx.display.start_cell(cell.id, study.search.trials + len(study.seeds.evaluate),
-                           sum(1 for k in done if k[0] == cell.id))
+    ctx.display.start_cell(cell.id, study.search.replicates * (study.search.trials + len(study.seeds.evaluate)),
+                           sum(1 for k in results.done() if k[0] == cell.id))
     try:  # the frozen-prefix pass now, before a trial is RUNNING: a kill during it costs no retry
         ctx.inputs(cell)
     except Exception:  # noqa: BLE001 - each run of the cell meets it again and records it as failed
         pass
-    params = tune_cell(ctx, results, cell) if study.search.trials else fixed_params(cell)
-    tuned = [r for r in results.records() if r.cell == cell.id and r.role == "tune"]
-    for seed in study.seeds.evaluate:
-        if (cell.id, "eval", seed) in done:
+    for replicate in range(study.search.replicates):
+        run_search(ctx, results, cell, replicate, study.seeds.evaluate)
+
+
+def run_search(ctx: Context, results: Results, cell: Cell, replicate: int, seeds, wave: int = 0) -> None:
+    """Search ``replicate`` of a cell (tuned now, or read back), then its evaluation runs of ``seeds`` not
+    yet stored, recorded as wave ``wave``. An untuned search is never evaluated."""
+    params = search_params(ctx, results, cell, replicate)
+    if params is None:
+        return
+    done = results.done()
+    tuned = [r for r in results.records() if r.cell == cell.id and r.role == "tune" and r.replicate == replicate]
+    name = "" if replicate == 0 else f" search {replicate + 1}"
+    for seed in seeds:
+        if eval_key(cell, seed, replicate) in done:
             continue
-        ctx.display.start_run(f"eval seed {seed}", cell.epochs)
-        record = evaluation(ctx, cell, seed, params, tuned)
+        ctx.display.start_run(f"eval seed {seed}{name}", cell.epochs)
+        record = dataclasses.replace(evaluation(ctx, cell, seed, params, tuned, replicate), wave=wave)
         results.append(record)
         ctx.display.run_done(record.status)
 
 
-def tune_cell(ctx: Context, results: Results, cell: Cell) -> dict:
-    search, seed = cell.study.search, cell.study.seeds.tune[0]
-    recorded = {r.trial: r for r in results.records() if r.cell == cell.id and r.role == "tune"}
-    optuna_study = tuning.open_study(results.optuna_url, cell.id, search, cell.study.train, cell.epochs, seed)
+def search_params(ctx: Context, results: Results, cell: Cell, replicate: int) -> dict | None:
+    """The parameters search ``replicate`` evaluates with: those its stored evaluation runs used, else the
+    search's best (tuned now where it still wants trials), else the fixed ones without tuning."""
+    stored = next((r.params for r in results.records() if r.cell == cell.id and r.role == "eval"
+                   and r.replicate == replicate), None)
+    if stored is not None:
+        return stored
+    return tune_search(ctx, results, cell, replicate) if cell.study.search.trials else fixed_params(cell)
+
+
+def tune_search(ctx: Context, results: Results, cell: Cell, replicate: int = 0) -> dict | None:
+    """The best parameters of search ``replicate``, after running the trials it still wants
+    (``tuning.wants_trial``); None, with one console line, when no trial completed (untuned)."""
+    search, seed, name = cell.study.search, cell.study.seeds.tuning(replicate)[0], tuning.search_name(cell.id, replicate)
+    recorded = {r.trial: r for r in results.records() if r.cell == cell.id and r.role == "tune"
+                and r.replicate == replicate}
+    optuna_study = tuning.open_study(results.optuna_url, name, search, cell.study.train, cell.epochs, seed)
     tuning.recover(optuna_study, recorded)
-    while tuning.n_finished(optuna_study) < search.trials and tuning.n_failed(optuna_study) < search.trials:
-        trial = tuning.ask(optuna_study, search, seed, cell.id)  # same draws after a resume
-        record = run_trial(ctx, cell, trial)
+    while tuning.wants_trial(optuna_study, search):
+        trial = tuning.ask(optuna_study, search, seed, name)  # same draws after a resume
+        record = run_trial(ctx, cell, trial, replicate)
         results.append(record)  # stored first: a crash before tell() is settled by recover()
         tuning.settle(optuna_study, trial.number, record)
         ctx.display.run_done(record.status)
-    completed = optuna_study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if not completed:
-        ctx.display.log(f"{cell.id}: no tuning trial completed; using the fixed lr and batch size")
-    return tuning.best_params(optuna_study, fixed_params(cell))
+    if not tuning.completed(optuna_study):
+        mine = [r for r in results.records() if r.cell == cell.id and r.role == "tune" and r.replicate == replicate]
+        ctx.display.log(f"{cell.id}: {untuned_reason(mine)}")
+        return None
+    return tuning.best_params(optuna_study)
 
 
 def run_waves(ctx: Context, results: Results) -> None:
@@ -135,25 +164,26 @@ def run_waves(ctx: Context, results: Results) -> None:
         ctx.display.log(waves.describe(plan))
         if plan["stop"]:
             return
-        train_wave(ctx, results, plan)
+        train_wave(ctx, results, plan, plans[:k - 1])
         k += 1
 
 
-def train_wave(ctx: Context, results: Results, plan: dict) -> None:
-    """The planned seeds that have no record yet, with each cell's evaluation parameters."""
-    done, records = results.done(), results.records()
+def train_wave(ctx: Context, results: Results, plan: dict, before: list[dict]) -> None:
+    """Wave ``plan``: its new seeds for every search the cell has, then its new searches, each evaluated
+    on every seed the cell has by now. Runs already stored are skipped (a resumed wave)."""
     for cell in ctx.cells:
-        seeds = [s for s in plan["seeds"].get(cell.id, []) if (cell.id, "eval", s) not in done]
-        if not seeds:
+        seeds = plan["seeds"].get(cell.id, [])
+        added = plan.get("replicates", {}).get(cell.id, 0)
+        if not seeds and not added:
             continue
-        params = next(r.params for r in records if r.cell == cell.id and r.role == "eval")  # the first wave's
-        tuned = [r for r in records if r.cell == cell.id and r.role == "tune"]
-        ctx.display.start_cell(f"{cell.id} wave {plan['wave']}", len(seeds), 0)
-        for seed in seeds:
-            ctx.display.start_run(f"eval seed {seed}", cell.epochs)
-            record = dataclasses.replace(evaluation(ctx, cell, seed, params, tuned), wave=plan["wave"])
-            results.append(record)
-            ctx.display.run_done(record.status)
+        had = waves.replicates_of(cell, before)
+        ctx.display.start_cell(f"{cell.id} wave {plan['wave']}", had * len(seeds) + added, 0)
+        for replicate in range(had):
+            run_search(ctx, results, cell, replicate, seeds, plan["wave"])
+        everything = waves.eval_seeds(cell, [*before, plan])
+        for replicate in range(had, had + added):
+            run_search(ctx, results, cell, replicate, everything, plan["wave"])
 
 
-__all__ = ["check_inputs", "run_cell", "run_study", "run_waves", "start", "train_wave"]
+__all__ = ["check_inputs", "eval_key", "run_cell", "run_search", "run_study", "run_waves", "start",
+           "train_wave", "tune_search"]

@@ -38,6 +38,12 @@ def open_study(storage: str, name: str, search: SearchSpec, train: TrainSpec, ma
                                direction=direction, load_if_exists=True)
 
 
+def search_name(cell_id: str, replicate: int = 0) -> str:
+    """The Optuna study of a cell's search ``replicate``; also the salt of its sampler seeds, so that the
+    searches of one cell draw apart (the first keeps the cell's id: stores from before replicates resume)."""
+    return cell_id if replicate == 0 else f"{cell_id}#r{replicate}"
+
+
 def startup(search: SearchSpec) -> int:
     """TPE's start-up trials: half the budget, rounded up (its default 10 would swallow a small budget whole)."""
     return max(1, -(-search.trials // 2))
@@ -118,8 +124,8 @@ def interrupted(study: optuna.Study) -> list[int]:
 
 
 def best_params(study: optuna.Study, fallback: dict | None = None) -> dict:
-    """Parameters of the best complete trial, the earliest among equals; ``fallback`` (a cell's fixed
-    parameters) when no trial completed.
+    """Parameters of the best complete trial, the earliest among equals; ``fallback`` when no trial
+    completed (the benchmark's choice; a study never evaluates an untuned search).
 
     Optuna's SQL query leaves ties (common with accuracy on a small validation set)
     in no stated order; trial order is the same in an interrupted and resumed study.
@@ -159,6 +165,21 @@ def n_failed(study: optuna.Study) -> int:
     """Trials whose training failed; trials cut short by a killed process do not count."""
     failed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
     return len({t.number for t in failed} - set(interrupted(study)))
+
+
+def completed(study: optuna.Study) -> bool:
+    """Whether a trial completed: a search that found parameters worth evaluating."""
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+def wants_trial(study: optuna.Study, search: SearchSpec) -> bool:
+    """Whether the search runs another trial: its budget (`trials` finished, or as many failed) is not
+    spent; or it is, no trial completed (each collapsed, diverged, failed or was pruned), and fewer than
+    ``search.trial_cap`` were tried. A search that still finds nothing is untuned: never evaluated."""
+    finished, failed = n_finished(study), n_failed(study)
+    if finished < search.trials and failed < search.trials:
+        return True
+    return not completed(study) and finished + failed < search.trial_cap
 
 
 def pruning_callback(trial: optuna.Trial, metric: str) -> Callable[[int, dict], bool]:

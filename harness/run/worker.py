@@ -28,9 +28,10 @@ from harness.run import runner
 
 from harness.run import tuning
 from harness.study import Cell, axes_of
-from harness.run.distributed import Shared, Slot, Unit, beating, claim, fail_stale, finish, mark, own, plan, plan_wave, \
-    repair, retry_of, settled, survey
+from harness.run.distributed import (Shared, Slot, Unit, all_states, beating, claim, fail_stale, finish, mark, own, plan,
+                                     plan_wave, repair, retry_of, settled, survey)
 from harness.errors import HarnessError, redact
+from harness.kept import untuned
 from harness.records import RunRecord
 from harness.store import Results
 
@@ -87,11 +88,12 @@ def work(ctx: execute.Context, shared: Shared, options: Options) -> list[Slot]:
             run_unit(ctx, shared, unit, options)
             idle = 0.5
             continue
-        states = {k: v for cell in shared.cells for role in ("tune", "eval")
-                  for k, v in survey(shared, cell, role).items()}
+        states = all_states(shared)
         if settled(states):
             if next_wave(ctx, shared, options):
                 continue
+            for (cell, _), why in sorted(untuned(done_records(shared)).items()):
+                ctx.display.log(f"{worker_id()}: {cell}: {why}")
             return [slot for slot, state in states.items() if state.abandoned]
         if not repair(shared, states):  # waiting for others' trials: look again soon, then less often
             time.sleep(idle)
@@ -144,22 +146,25 @@ def run_unit(ctx: execute.Context, shared: Shared, unit: Unit, options: Options)
 
 
 def train(ctx: execute.Context, shared: Shared, unit: Unit) -> RunRecord:
-    cell = unit.slot.cell
+    cell, replicate = unit.slot.cell, unit.slot.replicate
     if unit.slot.role == "tune":  # sampler seeded per slot: a slot's draw does not depend on who runs it
-        unit.study.sampler = tuning.make_sampler(cell.study.search, cell.study.seeds.tune[0], unit.slot.index, cell.id)
-        return execute.run_trial(ctx, cell, unit.trial)
-    params = eval_params(shared, cell)
-    tuned = [own(t, "result") for t in shared.optuna_study(cell, "tune").get_trials(
+        unit.study.sampler = tuning.make_sampler(cell.study.search, cell.study.seeds.tuning(replicate)[0],
+                                                 unit.slot.index, tuning.search_name(cell.id, replicate))
+        return execute.run_trial(ctx, cell, unit.trial, replicate)
+    params = eval_params(shared, cell, replicate)
+    tuned = [own(t, "result") for t in shared.optuna_study(cell, "tune", replicate).get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,))]
-    record = execute.evaluation(ctx, cell, unit.slot.index, params, [RunRecord.from_dict(r) for r in tuned if r])
-    return dataclasses.replace(record, wave=shared.wave_of(cell, unit.slot.index))
+    record = execute.evaluation(ctx, cell, unit.slot.index, params, [RunRecord.from_dict(r) for r in tuned if r],
+                                replicate)
+    return dataclasses.replace(record, wave=shared.wave_of(cell, unit.slot.index, replicate))
 
 
-def eval_params(shared: Shared, cell: Cell) -> dict:
-    """The best tuning trial's parameters (every worker gets the same: tuning is settled), else fixed."""
+def eval_params(shared: Shared, cell: Cell, replicate: int = 0) -> dict:
+    """The search's best tuning trial's parameters (every worker gets the same: tuning is settled, and an
+    untuned search is never evaluated), else the fixed ones of a study without tuning."""
     if not cell.study.search.trials:
         return execute.fixed_params(cell)
-    return tuning.best_params(shared.optuna_study(cell, "tune"), execute.fixed_params(cell))
+    return tuning.best_params(shared.optuna_study(cell, "tune", replicate))
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -168,9 +173,9 @@ def done_records(shared: Shared) -> list[RunRecord]:
     """Every done unit's record, in grid order: tuning slots, then evaluation seeds (added waves' too)."""
     shared.waves()
     records = []
-    for cell in shared.cells:
+    for cell, replicate in shared.units():
         for role in ("tune", "eval"):
-            states = survey(shared, cell, role)
+            states = survey(shared, cell, role, replicate)
             records += [RunRecord.from_dict(own(s.done, "result"))
                         for _, s in sorted(states.items(), key=lambda kv: kv[0].index) if s.done is not None]
     return records

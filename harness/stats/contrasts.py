@@ -117,14 +117,14 @@ class Grid:
 
 def analyse(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[str, Callable],
             alpha: float = verdicts.ALPHA, delta: float = verdicts.DELTA, comp: grid_model.Components | None = None,
-            seed: int = 0) -> GridEstimates:
+            seed: int = 0, replicates: np.ndarray | None = None, seeds: np.ndarray | None = None) -> GridEstimates:
     """Cell means, interaction tests, answers and detail of a grid of per-example scores Y (C, S, N).
 
     cells: one row per cell of Y, a column per axis; order: each axis's sort key for its levels.
     `comp` replaces the accuracy components (e.g. estimate.components with a bootstrap test
     covariance, for macro-F1); Y then only gives its shape and groups the number of groups.
     """
-    comp = comp or grid_model.accuracy_components(Y, groups)
+    comp = comp or grid_model.accuracy_components(Y, groups, replicates=replicates, seeds=seeds)
     if len(cells) != len(comp.runs):
         raise ValueError(f"cells has {len(cells)} rows for {len(comp.runs)} cells of data")
     grid = Grid(cells, order, comp.n_runs > 0)
@@ -162,7 +162,8 @@ def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float 
     f = family_arrays(comp, np.stack([c.weights for c in contrasts]), alpha, seed)
     labels = {"axis": [c.axis for c in contrasts], "level_a": [c.level_a for c in contrasts],
               "level_b": [c.level_b for c in contrasts], "context": [c.context for c in contrasts]}
-    table = pd.DataFrame(labels | {k: v for k, v in f.items() if k not in ("var_seed", "var_test", "level", "cov")})
+    table = pd.DataFrame(labels | {k: v for k, v in f.items()
+                                   if k not in ("var_seed", "var_test", "var_search", "level", "cov")})
     return table.assign(**_verdicts(f, comp.test_df, delta))
 
 
@@ -171,7 +172,8 @@ def _verdicts(f: dict, test_df: float, delta: float) -> dict[str, list]:
     for i, (lo, hi, vs, vt, seeds, dfs) in enumerate(zip(f["lo_sim"], f["hi_sim"], f["var_seed"], f["var_test"],
                                                          f["seeds"], f["df_seed"])):
         v = verdicts.verdict(lo, hi, delta)
-        s, m = verdicts.plan(vs, vt, seeds, dfs, test_df, f["level"], delta) if v == "undecided" else (math.nan, math.nan)
+        s, m = verdicts.plan(vs, vt, seeds, dfs, test_df, f["level"], delta, f["var_search"][i]) \
+            if v == "undecided" else (math.nan, math.nan)
         # planning from the estimate itself is a guess (observed power, Hoenig & Heisey 2001): a table
         # column only, never the verdict's text
         n = verdicts.seeds_for_power(abs(f["estimate"][i]), f["seed_var1"][i], vt, f["crit"][i]) \
@@ -202,7 +204,8 @@ def family_arrays(comp: grid_model.Components, W: np.ndarray, alpha: float = ver
     return {"estimate": e.estimate, "se_seed": np.sqrt(e.var_seed), "se_test": np.sqrt(e.var_test), "se": se,
             "df": e.df, "lo": lo, "hi": hi, "p": p, "crit": crit_sim, "lo_sim": lo_sim, "hi_sim": hi_sim,
             "p_family": p_family, "seeds": seeds, "seed_var1": e.var_seed * seeds, "df_seed": e.df_seed,
-            "var_seed": e.var_seed, "var_test": e.var_test, "level": level, "cov": e.cov}
+            "var_seed": e.var_seed, "var_test": e.var_test, "level": level, "cov": e.cov,
+            "se_search": np.sqrt(e.var_search), "search_share": e.search_share, "var_search": e.var_search}
 
 
 def _seeds(comp: grid_model.Components, W: np.ndarray) -> np.ndarray:
@@ -249,5 +252,6 @@ def cell_table(comp: grid_model.Components, grid: Grid, alpha: float, n_groups: 
     """Each cell's mean over its runs with a per-cell (1 - alpha) interval in [0, 1] (logit scale)."""
     e = grid_model.cell_means(comp)
     lo, hi = verdicts.logit_interval(e.estimate, e.se, verdicts.critical(alpha, e.df), n_groups)
-    return grid.cells.assign(runs=comp.n_runs, mean=e.estimate, se_seed=np.sqrt(e.var_seed),
-                             se_test=np.sqrt(e.var_test), df=e.df, lo=lo, hi=hi)
+    return grid.cells.assign(runs=comp.n_runs, searches=comp.replicates, mean=e.estimate, se_seed=np.sqrt(e.var_seed),
+                             se_test=np.sqrt(e.var_test), se_search=np.sqrt(e.var_search),
+                             search_share=e.search_share, df=e.df, lo=lo, hi=hi)

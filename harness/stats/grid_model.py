@@ -20,21 +20,32 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Components:
-    """Everything a cell mean or a contrast needs, computed once per grid."""
+    """Everything a cell mean or a contrast needs, computed once per grid.
+
+    A cell may hold several independent searches (replicates), each evaluated on the same seeds. The
+    seed part is the runs' spread around their own search's effect; the search part is the spread of
+    the searches' effects beyond that (zero and unknown with one search per cell: the intervals are then
+    conditional on the hyperparameters each cell's search chose).
+    """
 
     runs: np.ndarray  # (C, S) run metric, NaN where a run is missing
-    coef_map: np.ndarray  # (C, R) OLS cell effects mu_hat = coef_map @ runs[observed]; contrasts only
+    coef_map: np.ndarray  # (C, R) OLS cell effects mu_hat = coef_map @ runs[observed] (searches weighed alike)
     run_cell: np.ndarray  # (R,) cell of each observed run, in np.nonzero(observed) order
-    run_seed: np.ndarray  # (R,) its seed (column of runs)
-    resid_var: np.ndarray  # (C,) two-way residual variance of each cell's runs
-    resid_df: np.ndarray  # (C,) its df
-    resid_pooled: float  # the residual variance pooled over cells (a floor on the seed part's df weight)
-    pooled_df: float  # runs - cells - seeds + 1 (two-way residual df); NaN with one seed per cell
-    within_var: np.ndarray  # (C,) variance of each cell's runs around their mean
-    within_df: np.ndarray  # (C,) runs - 1
+    run_seed: np.ndarray  # (R,) its seed effect (runs of one seed number share it, whatever their search)
+    run_sub: np.ndarray  # (R,) its search: an index into sub_cell
+    sub_cell: np.ndarray  # (M,) the cell of each search
+    resid_var: np.ndarray  # (M,) residual variance of each search's runs (the seed part)
+    resid_df: np.ndarray  # (M,) its df
+    resid_pooled: float  # the residual variance pooled over searches (a floor on the seed part's df weight)
+    pooled_df: float  # two-way residual df; NaN with one run per search
+    within_var: np.ndarray  # (C,) variance of each cell's runs around their own search's mean
+    within_df: np.ndarray  # (C,) runs - searches
     within_pooled: float  # pooled over cells
     test_cov: np.ndarray  # (C, C) test-set covariance of the cell means
     test_df: float  # test groups - 1
+    search_var: np.ndarray  # (C,) variance between a cell's searches beyond their seed noise (NaN: one search)
+    search_pooled: float  # pooled over the cells that have two searches or more (NaN: none has)
+    replicates: np.ndarray  # (C,) searches with kept runs per cell
 
     @property
     def observed(self) -> np.ndarray:
@@ -45,68 +56,131 @@ class Components:
         """(C,) runs kept per cell."""
         return self.observed.sum(axis=1)
 
+    @property
+    def run_var(self) -> np.ndarray:
+        """(R,) the seed variance of each observed run (its search's residual variance)."""
+        return self.resid_var[self.run_sub]
 
-def accuracy_components(Y: np.ndarray, groups: np.ndarray, variances: str = "cell") -> Components:
-    """Components of a grid from per-example scores Y (C, S, N); the metric is their mean (accuracy)."""
+    @property
+    def search_df(self) -> np.ndarray:
+        """(C,) df of each cell's search variance: searches - 1."""
+        return np.maximum(self.replicates - 1, 0).astype(float)
+
+
+def accuracy_components(Y: np.ndarray, groups: np.ndarray, variances: str = "cell",
+                        replicates: np.ndarray | None = None, seeds: np.ndarray | None = None) -> Components:
+    """Components of a grid from per-example scores Y (C, S, N); the metric is their mean (accuracy).
+
+    replicates, seeds: (S,) the search and the seed number of each column (default: every column its
+    own seed of search 0)."""
     Y = _checked(Y, groups)
     runs = Y.mean(axis=2)  # NaN for a missing run: runs are kept whole
-    return components(runs, *cluster_covariance(Y, groups), variances=variances)
+    return components(runs, *cluster_covariance(Y, groups), variances=variances, replicates=replicates, seeds=seeds)
 
 
-def components(runs: np.ndarray, test_cov: np.ndarray, test_df: float, variances: str = "cell") -> Components:
+def components(runs: np.ndarray, test_cov: np.ndarray, test_df: float, variances: str = "cell",
+               replicates: np.ndarray | None = None, seeds: np.ndarray | None = None) -> Components:
     """Components from any run metric (C, S) and its test covariance (analytic or bootstrap).
 
-    variances: "cell" (each cell its own seed variance) or "pooled" (one for all cells).
+    variances: "cell" (each search its own seed variance) or "pooled" (one for all).
+    replicates, seeds: (S,) the search and the seed number of each column, as ``accuracy_components``.
     """
     if variances not in ("cell", "pooled"):
         raise ValueError(f"variances must be 'cell' or 'pooled', got {variances!r}")
     runs = np.asarray(runs, dtype=float)
-    coef_map, run_cell, run_seed, rss, d, df_total = two_way_fit(runs)
-    n = np.isfinite(runs).sum(axis=1)
-    dev = np.where(n[:, None] > 0, runs - _mean_of_runs(runs)[:, None], np.nan)
-    w_d = np.maximum(n - 1, 0).astype(float)
-    return Components(runs, coef_map, run_cell, run_seed, *_per_cell(rss, d, df_total, variances),
-                      *_per_cell(np.nansum(dev ** 2, axis=1), w_d, w_d.sum(), variances)[:3],
-                      nearest_psd(test_cov), float(test_df))
-
-
-def _mean_of_runs(runs: np.ndarray) -> np.ndarray:
-    """(C,) mean of each cell's kept runs; NaN for a cell without one."""
-    n = np.isfinite(runs).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(np.isfinite(runs), runs, 0.0).sum(axis=1) / n
-
-
-def two_way_fit(runs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """OLS of a[c, s] = mu_c + u_s + e over the observed runs (unbalanced allowed).
-
-    Returns (coef_map (C, R), run_cell (R,), run_seed (R,), residual sum of squares per cell,
-    its share of the residual df per cell = sum over the cell's runs of (1 - leverage), total
-    residual df).
-    """
+    S = runs.shape[1]
+    replicates = np.zeros(S, dtype=int) if replicates is None else np.asarray(replicates, dtype=int)
+    seeds = np.arange(S) if seeds is None else np.asarray(seeds)
+    fit = two_way_fit(runs, replicates, seeds)
+    sub_mean = np.bincount(fit.run_sub, fit.a, minlength=len(fit.sub_cell)) / fit.sub_n
+    dev = fit.a - sub_mean[fit.run_sub]
     C = runs.shape[0]
+    w_d = np.maximum(np.bincount(fit.run_cell, minlength=C) - np.bincount(fit.sub_cell, minlength=C), 0).astype(float)
+    seed_part = _per_cell(fit.rss, fit.d, fit.df, variances)
+    search_var, search_pooled, reps = _searches(fit, seed_part[0], C)
+    return Components(runs, fit.coef_map, fit.run_cell, fit.run_seed, fit.run_sub, fit.sub_cell, *seed_part,
+                      *_per_cell(np.bincount(fit.run_cell, dev ** 2, minlength=C), w_d, w_d.sum(), variances)[:3],
+                      nearest_psd(test_cov), float(test_df), search_var, search_pooled, reps)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The two-way OLS over the observed runs: search effects and seed effects."""
+
+    a: np.ndarray  # (R,) the observed runs' metric
+    run_cell: np.ndarray  # (R,)
+    run_seed: np.ndarray  # (R,) seed-effect index
+    run_sub: np.ndarray  # (R,) search index
+    sub_cell: np.ndarray  # (M,) cell of each search
+    sub_n: np.ndarray  # (M,) runs per search
+    sub_map: np.ndarray  # (M, R) OLS search effects = sub_map @ a
+    coef_map: np.ndarray  # (C, R) cell effects: the mean of the cell's search effects
+    rss: np.ndarray  # (M,) residual sum of squares per search
+    d: np.ndarray  # (M,) its share of the residual df: sum over its runs of (1 - leverage)
+    df: float  # total residual df
+
+
+def two_way_fit(runs: np.ndarray, replicates: np.ndarray | None = None, seeds: np.ndarray | None = None) -> Fit:
+    """OLS of a[c, s] = m_(c, r(s)) + u_seed(s) + e over the observed runs (unbalanced allowed): an effect
+    per search and one per seed number, shared by every cell and search that ran it. A cell's effect is
+    the mean of its searches' effects."""
+    C, S = runs.shape
+    replicates = np.zeros(S, dtype=int) if replicates is None else np.asarray(replicates, dtype=int)
+    seeds = np.arange(S) if seeds is None else np.asarray(seeds)
     cell, column = np.nonzero(np.isfinite(runs))
-    seed = np.unique(column, return_inverse=True)[1]  # seeds with no run drop out
-    X = np.zeros((len(cell), C + seed.max(initial=0)))
-    X[np.arange(len(cell)), cell] = 1.0
-    X[np.flatnonzero(seed > 0), C + seed[seed > 0] - 1] = 1.0  # first seed is the baseline
+    subs, run_sub = np.unique(np.stack([cell, replicates[column]], axis=1), axis=0, return_inverse=True)
+    run_sub = run_sub.reshape(-1)
+    sub_cell = subs[:, 0] if len(subs) else np.zeros(0, dtype=int)
+    seed = np.unique(seeds[column], return_inverse=True)[1].reshape(-1)  # seeds with no run drop out
+    M = len(sub_cell)
+    X = np.zeros((len(cell), M + seed.max(initial=0)))
+    X[np.arange(len(cell)), run_sub] = 1.0
+    X[np.flatnonzero(seed > 0), M + seed[seed > 0] - 1] = 1.0  # first seed is the baseline
     pinv = np.linalg.pinv(X)
     a = runs[cell, column]
     resid = a - X @ (pinv @ a)
     leverage = np.einsum("ij,ji->i", X, pinv)
-    rss = np.bincount(cell, resid ** 2, minlength=C)
-    share = np.bincount(cell, 1.0 - leverage, minlength=C)
+    per_cell = np.bincount(sub_cell, minlength=C).astype(float)
+    average = np.zeros((C, M))
+    average[sub_cell, np.arange(M)] = 1.0 / np.maximum(per_cell[sub_cell], 1)
     df = len(cell) - np.linalg.matrix_rank(X) if len(cell) else 0
-    return pinv[:C], cell, column, rss, np.clip(share, 0.0, None), float(df)
+    return Fit(a, cell, seed, run_sub, sub_cell, np.bincount(run_sub, minlength=M).astype(float), pinv[:M],
+               average @ pinv[:M], np.bincount(run_sub, resid ** 2, minlength=M),
+               np.clip(np.bincount(run_sub, 1.0 - leverage, minlength=M), 0.0, None), float(df))
+
+
+def _searches(fit: Fit, resid_var: np.ndarray, C: int) -> tuple[np.ndarray, float, np.ndarray]:
+    """((C,) between-search variance beyond seed noise, its pooled value, (C,) searches per cell).
+
+    Method of moments on each cell's R search effects m (sub_map @ a): E[sample variance of m] = search
+    variance + tr(P V P) / (R - 1), V the covariance of m given the searches (sub_map diag(sigma^2)
+    sub_map', seed noise only) and P the centring matrix; for a balanced cell this is the one-way
+    ANOVA estimator (MS_search - MS_residual) / seeds (Searle, Casella & McCulloch 1992, ch. 3). Cut at
+    0; the pooled value weighs the cells' uncut estimates by their df (searches - 1).
+    """
+    reps = np.bincount(fit.sub_cell, minlength=C)
+    effects = fit.sub_map @ fit.a
+    run_var = np.where(np.isfinite(resid_var), resid_var, 0.0)[fit.run_sub]
+    raw = np.full(C, np.nan)
+    for c in np.flatnonzero(reps >= 2):
+        mine = fit.sub_cell == c
+        rows = fit.sub_map[mine]  # (R, runs)
+        V = (rows * run_var) @ rows.T
+        R = len(V)
+        P = np.eye(R) - 1.0 / R
+        raw[c] = np.var(effects[mine], ddof=1) - np.trace(P @ V @ P) / (R - 1)
+    has = np.isfinite(raw)
+    pooled = max(float(np.sum((reps[has] - 1) * raw[has]) / np.sum(reps[has] - 1)), 0.0) if has.any() else math.nan
+    return np.where(has, np.maximum(raw, 0.0), np.nan), pooled, reps
 
 
 def _per_cell(rss: np.ndarray, d: np.ndarray, df_total: float, variances: str) -> tuple:
-    """(per-cell variances, their df, pooled variance, pooled df); NaN throughout when df_total is 0.
+    """(per-unit variances, their df, pooled variance, pooled df); NaN throughout when df_total is 0.
 
-    A cell whose runs carry no residual df (a single run) borrows the pooled variance.
+    A unit (a search, or a cell) whose runs carry no residual df (a single run) borrows the pooled variance.
     """
     C = len(rss)
-    if df_total < 0.5:  # one run per cell: no seed variance is estimable, say so with NaN
+    if df_total < 0.5:  # one run per unit: no seed variance is estimable, say so with NaN
         return np.full(C, np.nan), np.full(C, np.nan), math.nan, math.nan
     pooled = float(rss.sum() / df_total)
     if variances == "pooled":
@@ -118,18 +192,30 @@ def _per_cell(rss: np.ndarray, d: np.ndarray, df_total: float, variances: str) -
 
 @dataclass(frozen=True)
 class Estimates:
-    """K estimates with their variance parts; se and df are of the total (seed + test)."""
+    """K estimates with their variance parts; se and df are of the total (seed + search + test)."""
 
     estimate: np.ndarray  # (K,)
-    var_seed: np.ndarray  # (K,) NaN with one seed per cell
+    var_seed: np.ndarray  # (K,) NaN with one seed per search
     var_test: np.ndarray  # (K,)
     df_seed: np.ndarray  # (K,)
     df: np.ndarray  # (K,) Welch-Satterthwaite df of the total
-    cov: np.ndarray  # (K, K) total covariance (seed + test)
+    cov: np.ndarray  # (K, K) total covariance (seed + search + test)
+    var_search: np.ndarray | None = None  # (K,) the searches' luck: 0 where every cell had one search
 
     @property
     def se(self) -> np.ndarray:
-        return np.sqrt(self.var_seed + self.var_test)
+        return np.sqrt(self.var_seed + self.var_test + self._search)
+
+    @property
+    def _search(self) -> np.ndarray:
+        return np.zeros_like(self.var_test) if self.var_search is None else self.var_search
+
+    @property
+    def search_share(self) -> np.ndarray:
+        """(K,) the part of the variance that the searches' luck contributes (NaN: not estimable)."""
+        total = self.var_seed + self.var_test + self._search
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(total > 0, self._search / total, np.nan)
 
 
 def contrasts(comp: Components, W: np.ndarray) -> Estimates:
@@ -141,11 +227,25 @@ def contrasts(comp: Components, W: np.ndarray) -> Estimates:
         raise ValueError("a contrast puts weight on a cell with no kept run")
     H = W @ comp.coef_map  # (K, R): each contrast's OLS weights on the runs
     _check_estimable(comp, W, H)
-    cov_seed = (H * comp.resid_var[comp.run_cell]) @ H.T
-    share = (H ** 2) @ (comp.run_cell[:, None] == np.arange(W.shape[1]))  # (K, C): sum of h^2 over a cell's runs
+    cov_seed = (H * comp.run_var) @ H.T
+    share = (H ** 2) @ (comp.run_sub[:, None] == np.arange(len(comp.sub_cell)))  # (K, M): h^2 over a search's runs
     df_seed = np.minimum(satterthwaite(share * comp.resid_var, comp.resid_df), comp.pooled_df)
     return _combine(H @ comp.runs[comp.observed], cov_seed, W @ comp.test_cov @ W.T, df_seed, comp.test_df,
-                    np.maximum(np.diag(cov_seed), share.sum(axis=1) * comp.resid_pooled))
+                    np.maximum(np.diag(cov_seed), share.sum(axis=1) * comp.resid_pooled), *_search_part(comp, W))
+
+
+def _search_part(comp: Components, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cov, df, df weight) of the searches' luck in contrasts W: sum_c w_c^2 search_var_c / searches_c over
+    the cells with two searches or more (independent between cells); Satterthwaite df over those cells,
+    each weighed by the larger of its own and the pooled estimate, as the seed part is."""
+    has = np.isfinite(comp.search_var) & (comp.replicates >= 2)
+    per = np.where(has, comp.search_var / np.maximum(comp.replicates, 1), 0.0)  # (C,)
+    cov = (W * per) @ W.T
+    floor = np.where(has, np.maximum(comp.search_var, np.nan_to_num(comp.search_pooled)) /
+                     np.maximum(comp.replicates, 1), 0.0)
+    weight = W ** 2 * floor
+    df = satterthwaite(weight, np.where(has, comp.search_df, 1.0))
+    return cov, df, weight.sum(axis=1)
 
 
 def estimable(comp: Components, w: np.ndarray) -> bool:
@@ -176,22 +276,32 @@ def _check_estimable(comp: Components, W: np.ndarray, H: np.ndarray) -> None:
 
 
 def cell_means(comp: Components) -> Estimates:
-    """Each cell's mean over its runs; its seed part is the within-cell variance / runs (no seed cancels)."""
-    n = comp.n_runs.astype(float)
-    mean = _mean_of_runs(comp.runs)
+    """Each cell's mean over its searches' means; its seed part is the within-search variance over the
+    runs (no seed cancels), its search part the between-search variance over the searches."""
+    C = len(comp.runs)
+    sub_n = np.bincount(comp.run_sub, minlength=len(comp.sub_cell)).astype(float)
+    sub_mean = np.bincount(comp.run_sub, comp.runs[comp.observed], minlength=len(comp.sub_cell)) / np.maximum(sub_n, 1)
+    reps = np.maximum(comp.replicates, 1).astype(float)
+    mean = np.bincount(comp.sub_cell, sub_mean, minlength=C) / reps
+    inverse = np.bincount(comp.sub_cell, 1.0 / np.maximum(sub_n, 1), minlength=C) / reps ** 2  # sum_r 1/n_r / R^2
+    mean = np.where(comp.n_runs > 0, mean, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
-        var_seed, weight = comp.within_var / n, np.maximum(comp.within_var, comp.within_pooled) / n
+        var_seed, weight = comp.within_var * inverse, np.maximum(comp.within_var, comp.within_pooled) * inverse
     cov_test = np.diag(np.diag(comp.test_cov))  # seeds shared across cells make the seed parts correlate
-    return _combine(mean, np.diag(var_seed), cov_test, comp.within_df, comp.test_df, weight)
+    search = _search_part(comp, np.eye(C))
+    return _combine(mean, np.diag(var_seed), cov_test, comp.within_df, comp.test_df, weight, *search)
 
 
-def _combine(estimate, cov_seed, cov_test, df_seed, df_test, seed_weight) -> Estimates:
-    """Total covariance, and Welch-Satterthwaite df with the seed part weighed by `seed_weight`."""
+def _combine(estimate, cov_seed, cov_test, df_seed, df_test, seed_weight, cov_search=None, df_search=None,
+             search_weight=None) -> Estimates:
+    """Total covariance, and Welch-Satterthwaite df with the seed and search parts weighed by their weights."""
     var_seed, var_test = np.diag(cov_seed).copy(), np.diag(cov_test).copy()
-    df = satterthwaite(np.stack([seed_weight, var_test], axis=-1),
-                       np.stack([df_seed, np.full_like(var_seed, df_test)], axis=-1))
+    if cov_search is None:
+        cov_search, df_search, search_weight = np.zeros_like(cov_test), np.ones_like(var_test), np.zeros_like(var_test)
+    df = satterthwaite(np.stack([seed_weight, var_test, search_weight], axis=-1),
+                       np.stack([df_seed, np.full_like(var_seed, df_test), df_search], axis=-1))
     return Estimates(np.asarray(estimate, dtype=float), var_seed, var_test, np.asarray(df_seed, dtype=float),
-                     df, cov_seed + cov_test)
+                     df, cov_seed + cov_test + cov_search, np.diag(cov_search).copy())
 
 
 def satterthwaite(parts: np.ndarray, dfs: np.ndarray) -> np.ndarray:

@@ -38,11 +38,6 @@ def information(runs: np.ndarray, cap: np.ndarray, more: bool) -> float:
     return 1.0 if not more else min(1.0, float(np.sum(runs)) / float(np.sum(cap)))
 
 
-def room(runs: np.ndarray, cap: np.ndarray, cost: np.ndarray, pool: np.ndarray, left: np.ndarray) -> np.ndarray:
-    """(C,) cells that may take one more run: below the cap, and its pool's budget left covers its cost."""
-    return (runs < cap) & (cost <= left[pool])
-
-
 # --- one look ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -59,6 +54,8 @@ class Family:
     df_seed: np.ndarray  # (K,) Satterthwaite df of var_seed
     share: np.ndarray  # (K, C) the part of var_seed each cell's runs carry
     cov: np.ndarray  # (K, K) total covariance
+    var_search: np.ndarray  # (K,) the searches' luck (0 where the cells have one search each)
+    search: np.ndarray  # (K, C) the part of var_search each cell's searches carry
 
 
 def family_at(comp: grid_model.Components, found: list[contrasts.Contrast], alpha: float, seed: int = 0) -> Family:
@@ -67,11 +64,13 @@ def family_at(comp: grid_model.Components, found: list[contrasts.Contrast], alph
     f = contrasts.family_arrays(comp, W, alpha, seed)
     H = W @ comp.coef_map  # (K, R): weights on the runs
     in_cell = comp.run_cell[:, None] == np.arange(W.shape[1])  # (R, C)
-    share = (H ** 2 * comp.resid_var[comp.run_cell]) @ in_cell
+    share = (H ** 2 * comp.run_var) @ in_cell
     share[share <= 1e-12 * share.max(axis=1, keepdims=True, initial=0.0)] = 0.0  # rounding, not a cell's runs
     keys = [(c.axis, c.level_a, c.level_b, c.context) for c in found]
+    has = np.isfinite(comp.search_var) & (comp.replicates >= 2)
+    search = W ** 2 * np.where(has, comp.search_var / np.maximum(comp.replicates, 1), 0.0)
     return Family(keys, W, f["estimate"], f["lo_sim"], f["hi_sim"], f["var_seed"], f["var_test"], f["df_seed"], share,
-                  f["cov"])
+                  f["cov"], f["var_search"], search)
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,13 @@ class Look:
 
 
 def look(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[str, Callable], alpha: float,
-         seed: int = 0, grid: contrasts.Grid | None = None) -> Look:
+         seed: int = 0, grid: contrasts.Grid | None = None, replicates: np.ndarray | None = None,
+         seeds: np.ndarray | None = None) -> Look:
     """The grid's two families at level alpha (interaction tests too, which decide the answers' extra steps).
 
     grid: the cells' Grid when already built (reused where the same cells have runs).
     """
-    comp = grid_model.accuracy_components(Y, groups)
+    comp = grid_model.accuracy_components(Y, groups, replicates=replicates, seeds=seeds)
     if grid is None or not np.array_equal(grid.present, comp.n_runs > 0):
         grid = contrasts.Grid(cells, order, comp.n_runs > 0)
     _, answers = contrasts.answer_contrasts(comp, grid, alpha)

@@ -151,7 +151,7 @@ def verdict(lo: float, hi: float, delta: float = DELTA) -> str:
 
 
 def plan(var_seed: float, var_test: float, seeds: float, df_seed: float, df_test: float, level: float,
-         delta: float = DELTA) -> tuple[float, float]:
+         delta: float = DELTA, var_search: float = 0.0) -> tuple[float, float]:
     """(seeds per cell, test-set multiple in groups) that bring the half-width below delta / 2.
 
     A half-width under delta / 2 decides whatever the effect: the interval then either
@@ -166,10 +166,12 @@ def plan(var_seed: float, var_test: float, seeds: float, df_seed: float, df_test
     # rounding (the test part is a difference of covariances) can leave a variance a hair below 0
     var_seed, var_test = max(var_seed, 0.0), max(var_test, 0.0)
 
+    var_search = max(var_search, 0.0) if math.isfinite(var_search) else 0.0
+
     def narrow(s: float, k: float) -> bool:
         vs, vt = var_seed * seeds / s, var_test / k
         df = float(satterthwaite_pair(vs, vt, df_seed * (s - 1) / (seeds - 1), (df_test + 1) * k - 1))
-        return float(stats.t.isf(level / 2, df)) * math.sqrt(vs + vt) < delta / 2
+        return float(stats.t.isf(level / 2, df)) * math.sqrt(vs + vt + var_search) < delta / 2
 
     if narrow(math.inf, 1.0):
         return float(_smallest(lambda s: narrow(s, 1.0), seeds, integer=True)), 1.0

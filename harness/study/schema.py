@@ -16,6 +16,7 @@ from typing import Any
 from harness.errors import HarnessError
 
 ALL = "all"  # freezing depth "all" = every encoder block; data size "all" = whole training pool
+REPLICATE_STRIDE = 100_000  # search replicate r tunes with the tuning seeds + r * this (never an evaluation seed)
 
 
 class StudyError(HarnessError):
@@ -106,6 +107,10 @@ class SeedSpec:
             return "budget_minutes: only added waves spend it; expected max_evaluate > len(evaluate)"
         return None
 
+    def tuning(self, replicate: int = 0) -> tuple[int, ...]:
+        """The tuning seeds of search replicate ``replicate``: its own subsets, initialisations and data orders."""
+        return tuple(s + replicate * REPLICATE_STRIDE for s in self.tune)
+
     @property
     def cap(self) -> int:
         """The most evaluation seeds a cell may reach."""
@@ -168,6 +173,12 @@ class SearchSpec:
     """Nuisance axes, tuned by Optuna per cell on the validation set."""
 
     trials: int = 4  # Optuna trials per cell (0 = no tuning: use lr and batch_size below)
+    # a search whose every trial collapsed, diverged or was pruned gets more trials, one at a time, up to
+    # this many (0 = twice `trials`); still none complete: the cell is untuned and kept out of the answers
+    max_trials: int = 0
+    replicates: int = 1  # independent searches per cell (own tuning and sampler seeds), each evaluated on
+    # every evaluation seed: with 2 or more, the intervals include the search's luck
+    max_replicates: int = 0  # adaptive seeds may add searches up to this many per cell (0 = replicates: none)
     lr: tuple[float, float] = (1e-5, 1e-3)  # log-uniform learning-rate range
     batch_size: tuple[int, ...] = (16, 32)  # categorical choices
     sampler: str = "tpe"  # tpe | random
@@ -178,6 +189,14 @@ class SearchSpec:
     def check(self, key: str) -> str | None:
         if self.trials < 0:
             return "trials: expected >= 0"
+        if self.max_trials and self.max_trials < self.trials:
+            return f"max_trials: expected 0 (twice trials) or at least trials = {self.trials}"
+        if self.replicates < 1:
+            return "replicates: expected an integer >= 1 (independent searches per cell)"
+        if self.max_replicates and self.max_replicates < self.replicates:
+            return f"max_replicates: expected 0 (no added searches) or at least replicates = {self.replicates}"
+        if self.replicates > 1 and not self.trials:
+            return "replicates: more than one search needs search.trials > 0 (without tuning every search is the same)"
         if len(self.lr) != 2 or not 0 < self.lr[0] <= self.lr[1]:
             return "lr: expected [low, high] with 0 < low <= high"
         if not self.batch_size or any(b < 1 for b in self.batch_size):
@@ -191,6 +210,16 @@ class SearchSpec:
         if self.fixed_batch_size < 1:
             return "fixed_batch_size: expected an integer >= 1"
         return None
+
+    @property
+    def trial_cap(self) -> int:
+        """The most trials a search may run when none of its first `trials` completes."""
+        return self.max_trials or 2 * self.trials
+
+    @property
+    def replicate_cap(self) -> int:
+        """The most searches a cell may reach (added waves included)."""
+        return max(self.max_replicates, self.replicates)
 
 
 @dataclass(frozen=True)
