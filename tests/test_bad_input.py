@@ -118,6 +118,12 @@ STUDY_CASES = [
      ["study.toml", "key 'data.split_thresholds': expected only with data.thresholds"]),
     ("labelling-study-not-a-name", ['analysis.labelling_study="../x"'],
      ["key 'analysis.labelling_study'", "expected a study name"]),
+    ("replicates-zero", ["search.replicates=0", "search.trials=2"],
+     ["study.toml", "key 'search.replicates'", "expected an integer >= 1"]),
+    ("replicates-not-an-integer", ["search.replicates=1.5"], ["study.toml", "key 'search.replicates'",
+                                                              "expected int, got float"]),
+    ("replicates-without-tuning", ["search.replicates=2"], ["key 'search.replicates'", "needs search.trials > 0"]),
+    ("max-trials-below-trials", ["search.trials=4", "search.max_trials=2"], ["key 'search.max_trials'"]),
 ]
 
 

@@ -103,3 +103,42 @@ def test_report_is_written(smoke):
 def test_help(command):
     done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "usage" in done.stdout
+
+
+def test_replicated_searches_are_recorded_reported_and_resumed(tmp_path):
+    """The smoke study with two searches per cell (toy size): every record carries its search, each search
+    tunes with its own seeds, the report gives the searches' share of the variance, a rerun trains nothing."""
+    from toy import TOY
+
+    results = tmp_path / "results"
+    own = ["search.replicates=2", "search.trials=2", "grid.data_sizes=[120, 240]", "grid.epochs=[3]",
+           "data.max_rows=900"]
+    keep = [o for o in TOY if not o.startswith(("grid.seeds.max_evaluate", "grid.seeds.budget", "search.trials",
+                                                 "grid.data_sizes", "grid.epochs", "data.max_rows"))]
+    sets = [x for s in keep + own for x in ("--set", s)]
+    done = harness("run", str(SMOKE), *sets, "--results", str(results), "--quiet")
+    assert done.returncode == 0, done.stderr
+    records = read_records(results)
+    assert {(r["role"], r["replicate"]) for r in records} == {(role, rep) for role in ("tune", "eval") for rep in (0, 1)}
+    tune_seeds = {r["replicate"]: r["tune_seeds"] for r in records if r["role"] == "tune"}
+    assert tune_seeds == {0: [0], 1: [100_000]}  # each search its own tuning seed
+    evals = sorted((r["cell"], r["replicate"], r["seed"]) for r in records if r["role"] == "eval")
+    assert len(evals) == len(set(evals))
+    for cell in {r["cell"] for r in records}:  # 4 cells (toy), 2 searches: each evaluated on both seeds, or untuned
+        for rep in (0, 1):
+            trials = [r for r in records if r["role"] == "tune" and r["cell"] == cell and r["replicate"] == rep]
+            found = [s for c, r, s in evals if (c, r) == (cell, rep)]
+            if any(r["status"] == "ok" and r["objective"] is not None for r in trials):
+                assert found == [1, 2]
+            else:  # every trial ended without completing: twice the budget tried, never evaluated, said so
+                assert found == [] and len(trials) == 4 and f"{cell}: untuned" in done.stderr
+    assert all(r["work"]["train"] > 0 and r["work"]["batches"] >= 1 for r in records if r["status"] == "ok")
+    page = (results / "report.md").read_text()
+    assert "the searches' luck" in page and "conditional on the hyperparameters" not in page
+    answers = (results / "tables" / "answers.csv").read_text().splitlines()[0].split(",")
+    cells = (results / "tables" / "cells.csv").read_text().splitlines()[0].split(",")
+    assert {"se_search", "search_share"} <= set(answers) and "accuracy_search_share" in cells
+    before = (results / "runs.jsonl").read_bytes()
+    again = harness("run", str(SMOKE), *sets, "--results", str(results), "--quiet", "--no-report")
+    assert again.returncode == 0, again.stderr
+    assert (results / "runs.jsonl").read_bytes() == before  # nothing trained again

@@ -41,10 +41,15 @@ def search_note(stored: Stored, parts: Parts) -> str:
     if not stored.study.search.trials and not any(c.study.search.trials for c in expand(stored.study)):
         note = "No hyperparameter was tuned: every cell ran on fixed parameters."
     elif len(kept) and (kept >= 2).all():
-        share = summary.loc[kept.index, "accuracy_search_share"]
+        answers = parts.accuracy.grid.answers if parts.accuracy.grid is not None else pd.DataFrame()
+        share = f" (a median {answers['search_share'].median():.0%} of these answers' variance)" \
+            if "search_share" in answers and answers["search_share"].notna().any() else ""
         note = (f"Each cell ran {kept.min()}{'' if kept.min() == kept.max() else f' to {kept.max()}'} independent "
                 f"hyperparameter searches, each evaluated on the same seeds, so the intervals include the searches' "
-                f"luck (a median {share.median():.0%} of a cell's variance).")
+                f"luck{share}.")
+    elif (kept >= 2).any():
+        note = (f"{int((kept >= 2).sum())} of {len(kept)} cells ran two searches or more, and their intervals include "
+                "the searches' luck; the others' are conditional on the hyperparameters their one search chose.")
     else:
         note = ("The intervals are conditional on the hyperparameters each cell's one search chose: a search run again "
                 "would have chosen others, and that luck is not in them (`search.replicates = 2` or more includes it).")

@@ -124,14 +124,34 @@ def analyse(Y: np.ndarray, groups: np.ndarray, cells: pd.DataFrame, order: dict[
     `comp` replaces the accuracy components (e.g. estimate.components with a bootstrap test
     covariance, for macro-F1); Y then only gives its shape and groups the number of groups.
     """
+    jack = None if comp is not None else Y  # the accuracy's test part: its uncertainty by a jackknife over runs
     comp = comp or grid_model.accuracy_components(Y, groups, replicates=replicates, seeds=seeds)
     if len(cells) != len(comp.runs):
         raise ValueError(f"cells has {len(cells)} rows for {len(comp.runs)} cells of data")
     grid = Grid(cells, order, comp.n_runs > 0)
     inter, answers = answer_contrasts(comp, grid, alpha)
     return GridEstimates(cell_table(comp, grid, alpha, len(np.unique(groups))),
-                         family(comp, answers, alpha, delta, seed), inter,
-                         family(comp, grid.detail(), alpha, delta, seed))
+                         family(comp, answers, alpha, delta, seed, jack, groups), inter,
+                         family(comp, grid.detail(), alpha, delta, seed, jack, groups))
+
+
+def test_variance_se(Y: np.ndarray, groups: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, float]:
+    """((K,) jackknife se of each contrast's test-part variance w' V w, its df): one column of runs left out
+    at a time (Efron & Stein 1981): with few runs per cell the estimate rests on few pairs of runs and moves
+    with them."""
+    Y = np.asarray(Y, dtype=float)
+    columns = [j for j in range(Y.shape[1]) if np.isfinite(Y[:, j, 0]).any()] if Y.shape[2] else []
+    if len(columns) < 3:
+        return np.full(len(W), np.nan), math.inf
+    values = []
+    for j in columns:
+        rest = Y.copy()
+        rest[:, j] = np.nan
+        V = grid_model.nearest_psd(grid_model.cluster_covariance(rest, groups)[0])
+        values.append(np.einsum("kc,cd,kd->k", W, V, W))
+    values = np.array(values)
+    J = len(values)
+    return np.sqrt((J - 1) / J * ((values - values.mean(axis=0)) ** 2).sum(axis=0)), float(J - 1)
 
 
 def answer_contrasts(comp: grid_model.Components, grid: Grid, alpha: float = verdicts.ALPHA) -> tuple[pd.DataFrame, list[Contrast]]:
@@ -144,8 +164,9 @@ def answer_contrasts(comp: grid_model.Components, grid: Grid, alpha: float = ver
     return inter, answers
 
 
-def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float = verdicts.ALPHA, delta: float = verdicts.DELTA,
-           seed: int = 0) -> pd.DataFrame:
+def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float = verdicts.ALPHA,
+           delta: float = verdicts.DELTA, seed: int = 0, Y: np.ndarray | None = None,
+           groups: np.ndarray | None = None) -> pd.DataFrame:
     """One row per contrast (level_b minus level_a of `axis`, at `context` or averaged over it).
 
     estimate: the two-way model's contrast of cell means; se_seed, se_test, se: the standard
@@ -154,7 +175,9 @@ def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float 
     p: its two-sided p; crit, lo_sim, hi_sim: the family's simultaneous (1 - alpha) max-t
     critical value and interval; p_family: the max-t adjusted p; seeds: runs per cell;
     seed_var1: the seed variance with one seed per cell (for `power`); verdict, from
-    [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one.
+    [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one, and
+    its range over the test part's 90% range (``Y``, ``groups``: the per-example data, for a jackknife of
+    the test part; without them its chi-square range over the groups alone).
     """
     contrasts = [c for c in contrasts if grid_model.estimable(comp, c.weights)]  # cells that share no seed: left out
     if not contrasts:
@@ -162,8 +185,12 @@ def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float 
     f = family_arrays(comp, np.stack([c.weights for c in contrasts]), alpha, seed)
     labels = {"axis": [c.axis for c in contrasts], "level_a": [c.level_a for c in contrasts],
               "level_b": [c.level_b for c in contrasts], "context": [c.context for c in contrasts]}
+    W = np.stack([c.weights for c in contrasts])
+    se, df = test_variance_se(Y, groups, W) if Y is not None else (np.full(len(W), np.nan), math.inf)
+    f["test_lo"], f["test_hi"] = verdicts.test_range(f["var_test"], se, comp.test_df, df_estimate=df)
     table = pd.DataFrame(labels | {k: v for k, v in f.items()
-                                   if k not in ("var_seed", "var_test", "var_search", "level", "cov")})
+                                   if k not in ("var_seed", "var_test", "var_search", "level", "cov", "test_lo",
+                                                "test_hi")})
     return table.assign(**_verdicts(f, comp.test_df, delta))
 
 
@@ -172,13 +199,14 @@ def _verdicts(f: dict, test_df: float, delta: float) -> dict[str, list]:
     for i, (lo, hi, vs, vt, seeds, dfs) in enumerate(zip(f["lo_sim"], f["hi_sim"], f["var_seed"], f["var_test"],
                                                          f["seeds"], f["df_seed"])):
         v = verdicts.verdict(lo, hi, delta)
-        s, m = verdicts.plan(vs, vt, seeds, dfs, test_df, f["level"], delta, f["var_search"][i]) \
-            if v == "undecided" else (math.nan, math.nan)
+        at = [verdicts.plan(vs, x, seeds, dfs, test_df, f["level"], delta, f["var_search"][i])
+              for x in (vt, f["test_lo"][i], f["test_hi"][i])] if v == "undecided" else [(math.nan, math.nan)] * 3
+        s, m = at[0]
         # planning from the estimate itself is a guess (observed power, Hoenig & Heisey 2001): a table
         # column only, never the verdict's text
         n = verdicts.seeds_for_power(abs(f["estimate"][i]), f["seed_var1"][i], vt, f["crit"][i]) \
             if v == "undecided" and abs(f["estimate"][i]) >= delta and math.isfinite(f["seed_var1"][i]) else None
-        out["verdict"].append(f"{v}: {verdicts.plan_text(s, m, seeds)}" if v == "undecided" else v)
+        out["verdict"].append(f"{v}: {verdicts.plan_text(s, m, seeds, at[1], at[2])}" if v == "undecided" else v)
         out["seeds_needed"].append(s)
         out["test_multiple"].append(m)
         out["seeds_for_this_effect"].append(n if n else math.nan)

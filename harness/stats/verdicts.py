@@ -173,6 +173,8 @@ def plan(var_seed: float, var_test: float, seeds: float, df_seed: float, df_test
         df = float(satterthwaite_pair(vs, vt, df_seed * (s - 1) / (seeds - 1), (df_test + 1) * k - 1))
         return float(stats.t.isf(level / 2, df)) * math.sqrt(vs + vt + var_search) < delta / 2
 
+    if not narrow(math.inf, math.inf):  # the searches' luck alone is too wide: only more searches would do
+        return math.inf, math.inf
     if narrow(math.inf, 1.0):
         return float(_smallest(lambda s: narrow(s, 1.0), seeds, integer=True)), 1.0
     if narrow(seeds, math.inf):
@@ -202,15 +204,42 @@ def _smallest(ok, lo: float, integer: bool, limit: float = 1e7) -> float:
     return math.ceil(hi) if integer else hi
 
 
-def plan_text(seeds: float, multiple: float, now: float) -> str:
-    """What would decide a comparison whatever its effect: an interval narrow enough (half-width < delta/2)."""
-    if not math.isfinite(seeds):
+def test_range(var_test: np.ndarray, se_estimate: np.ndarray, df_test: float, level: float = 0.90,
+               df_estimate: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """A `level` range for a test-set variance estimate: the wider of its chi-square range over the test
+    set's df_test groups and estimate +- t * se_estimate (se_estimate: a jackknife over the runs, whose few
+    pairs make the estimate noisy, with df_estimate: the jackknife's replicates - 1), cut at 0."""
+    v = np.asarray(var_test, dtype=float)
+    tail = (1 - level) / 2
+    z = stats.t.isf(tail, df_estimate)
+    lo_chi, hi_chi = v * df_test / stats.chi2.isf(tail, df_test), v * df_test / stats.chi2.ppf(tail, df_test)
+    se = np.nan_to_num(np.asarray(se_estimate, dtype=float))
+    return np.maximum(np.minimum(lo_chi, v - z * se), 0.0), np.maximum(hi_chi, v + z * se)
+
+
+def plan_text(seeds: float, multiple: float, now: float, low: tuple[float, float] | None = None,
+              high: tuple[float, float] | None = None) -> str:
+    """What would decide a comparison whatever its effect (an interval with half-width < delta/2), with the
+    range the uncertain test part gives: ``low`` and ``high`` are ``plan``'s (seeds, multiple) at the test
+    variance's lower and upper bounds (``test_range``). "No number of seeds" is said only where it holds
+    at the lower bound too."""
+    if math.isnan(seeds):
         return "seed variance unknown: run at least 2 seeds per cell"
+    if math.isinf(seeds) and math.isinf(multiple):
+        return "the searches' luck alone is too wide to decide it: more searches per cell would, not more seeds"
+    low, high = low or (seeds, multiple), high or (seeds, multiple)
     if multiple <= 1:
-        return f"{seeds:.0f} seeds per cell would decide it whatever the effect"
-    more = f" and {seeds:.0f} seeds per cell" if seeds > now else ""
-    return f"to decide it whatever the effect, no number of seeds would do with this test set; a test set " \
-           f"{multiple:.1f}× larger (in groups){more} would"
+        top = f"{high[0]:.0f}" if high[1] <= 1 else "more, or no number if the test part is as large as its upper bound"
+        spread = f" ({low[0]:.0f} to {top}, over the test part's 90% range)" if (low[0], high) != (seeds, (seeds, 1.0)) \
+            else ""
+        return f"{seeds:.0f} seeds per cell would decide it whatever the effect{spread}"
+    larger = f"a test set {multiple:.1f}× larger (in groups; {low[1]:.1f}× to {high[1]:.1f}× over the test part's 90% " \
+             f"range){f' and {seeds:.0f} seeds per cell' if seeds > now else ''} would"
+    if low[1] <= 1 and math.isfinite(low[0]):
+        return (f"to decide it whatever the effect, seeds alone would not do at the estimated test part, but would if "
+                f"it is as small as its 90% lower bound ({low[0]:.0f} seeds per cell); {larger}")
+    return f"to decide it whatever the effect, no number of seeds would do with this test set, even at the test " \
+           f"part's 90% lower bound; {larger}"
 
 
 def power(effect: float, seed_var: float, seeds: float, test_var: float, crit: float,
