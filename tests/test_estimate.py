@@ -484,3 +484,40 @@ def test_the_test_parts_range_holds_the_many_seed_value(name, design):
     print(f"\n{name}: the 90% range holds the 60-seed test part in {np.mean(inside):.3f}; below it "
           f"{np.mean(below):.3f}")
     assert np.mean(inside) >= 0.85 and np.mean(below) <= 0.1  # "no number of seeds" rests on the lower end
+
+
+# ---------------------------------------------------------------- like with like in a grid of two blocks
+
+def two_blocks() -> pd.DataFrame:
+    """The default study's shape: a lab block (classifier only, 4 data sizes, 2 epoch budgets) and a
+    fine-tuning block (3 data sizes, epoch budget 4, three freezing depths)."""
+    lab = [(n, e, "all", "lab") for n in (50, 150, 500, 1000) for e in (4, 20)]
+    tune = [(n, 4, f, "finetune") for n in (50, 150, 500) for f in ("all", 4, 0)]
+    return pd.DataFrame(lab + tune, columns=["data_size", "epochs", "freeze", "grid"])
+
+
+def test_a_two_block_grid_compares_like_with_like():
+    """More data helps fine-tuning more than the lab's classifier, and the epoch budget changes nothing. Averaged
+    naively, data's steps at epochs 4 (lab and fine-tuning) and 20 (lab only) differ: a data x epochs
+    interaction made by the grid's shape. Like with like, it is tested on the lab block only and stays null;
+    each data-size sequence covers one set of contexts, and says so."""
+    cells = two_blocks()
+    order = {"data_size": float, "epochs": float, "freeze": sim.ORDER["freeze"], "grid": str}
+    grid = contrasts.Grid(cells, order, np.ones(len(cells), bool))
+    size = cells["data_size"].map({50: 0.0, 150: 0.15, 500: 0.3, 1000: 0.4}).to_numpy()
+    shifts = np.where(cells["grid"] == "finetune", 2.5 * size + 0.2, size)
+    design = sim.Design(shifts=shifts, seeds=6)
+    labels = [(c.context, c.covers) for c in grid.answers() if c.axis == "data_size"]
+    assert sorted(set(labels)) == [("over epochs=4 grid=finetune",
+                                    "3 combinations of the other axes (epochs=4 grid=finetune)"),
+                                   ("over freeze=all grid=lab", "2 combinations of the other axes (freeze=all grid=lab)")]
+    n, found = 200, []
+    for y in sim.simulate(design, n, np.random.default_rng(40)):
+        comp = grid_model.accuracy_components(y, design.groups)
+        inter = contrasts.interactions(comp, grid)
+        found.append(bool(inter.set_index(["axis_a", "axis_b"]).loc[("data_size", "epochs"), "detected"]))
+    rate = float(np.mean(found))
+    print(f"\ntwo blocks, no data x epochs interaction in truth: detected in {rate:.3f} of {n} grids like with like")
+    assert rate <= ALPHA + 3 * mc_se(ALPHA, n)
+    rows = grid.interaction_rows("data_size", "epochs")
+    assert np.all(rows[:, (cells["grid"] == "finetune").to_numpy()] == 0)  # the lab block's contexts only

@@ -61,19 +61,24 @@ def search_note(stored: Stored, parts: Parts) -> str:
 
 
 def axis_sentences(stored: Stored, m: MetricEstimates) -> list[str]:
-    """Per axis with two levels or more: each adjacent step averaged over the grid, with its verdict."""
+    """Per axis with two levels or more: each adjacent step averaged over the contexts that have every level of
+    its sequence (like with like; one sequence per such set of contexts), with its verdict and what it covers."""
     table = m.grid.answers
     out = []
     for axis in stored.axes:
-        rows = table[(table["axis"] == axis.column) & (table["context"] == "")] if not table.empty else table
+        averaged = (table["context"] == "") | table["context"].str.startswith("over ") if not table.empty else None
+        mine = table[(table["axis"] == axis.column) & averaged] if not table.empty else table
         if len(axis.levels) < 2:
             continue
-        if rows.empty:
+        if mine.empty:
             out.append(f"**{axis.question}** Not answered: no two of its levels have kept runs in a shared context.")
             continue
-        steps = "; ".join(f"{_step(axis, r)}: {effect(r.estimate, r.lo_sim, r.hi_sim)}, {r.verdict}"
-                          for r in rows.itertuples())
-        out.append(f"**{axis.question}** {steps}.")
+        parts = []
+        for _, rows in mine.groupby("context", sort=False):
+            steps = "; ".join(f"{_step(axis, r)}: {effect(r.estimate, r.lo_sim, r.hi_sim)}, {r.verdict}"
+                              for r in rows.itertuples())
+            parts.append(f"averaged over {rows['covers'].iloc[0]}: {steps}" if "covers" in rows else steps)
+        out.append(f"**{axis.question}** " + ". ".join(p[0].upper() + p[1:] for p in parts) + ".")
     return out
 
 

@@ -30,8 +30,9 @@ class Contrast:
     axis: str
     level_a: object
     level_b: object
-    context: str  # "" when averaged over the other axes, else e.g. "epochs=3"
+    context: str  # "" when averaged over the other axes, else e.g. "epochs=3", or "over grid=lab" for one set
     weights: np.ndarray  # (C,) over the grid's cells, summing to 0
+    covers: str = ""  # the combinations of the other axes its average covers, in words
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,15 @@ class GridEstimates:
 
 
 class Grid:
-    """The cells' axis values and which cells have runs, for building contrasts."""
+    """The cells' axis values and which cells have runs, for building contrasts.
+
+    Like with like: an axis's steps are averaged over the combinations of the other axes (contexts)
+    that have runs at every level of the sequence, so each step of a sequence covers the same contexts;
+    a grid of several blocks whose contexts hold different levels (a lab block with five data sizes, a
+    fine-tuning block with three) gives one sequence per set of contexts, each saying what it covers.
+    An interaction test, and the steps of one axis at each level of another, use only the contexts
+    present at every level of the other axis.
+    """
 
     def __init__(self, cells: pd.DataFrame, order: dict[str, Callable], present: np.ndarray):
         missing = [a for a in order if a not in cells.columns]
@@ -57,48 +66,104 @@ class Grid:
         self.index = {row: i for i, row in enumerate(self.rows)}
         self._steps: dict = {}
 
-    def step(self, axis: str, a, b, fixed: tuple = ()) -> np.ndarray | None:
+    def step(self, axis: str, a, b, fixed: tuple = (), within: frozenset | None = None) -> np.ndarray | None:
         """Weights of the step a -> b of `axis`, averaged over the contexts that agree with `fixed`
-        ((axis, value) pairs) where both cells have runs; None where no context has both."""
-        key = (axis, a, b, fixed)
+        ((axis, value) pairs), lie `within` the given contexts (None: any), and have runs in both cells;
+        None where no context has both."""
+        key = (axis, a, b, fixed, within)
         if key not in self._steps:
             self._steps[key] = self._step(*key)
         return self._steps[key]
 
-    def _step(self, axis: str, a, b, fixed: tuple) -> np.ndarray | None:
-        k = self.axes.index(axis)
+    def _step(self, axis: str, a, b, fixed: tuple, within: frozenset | None) -> np.ndarray | None:
         w, pairs = np.zeros(len(self.rows)), 0
-        for row in dict.fromkeys(r[:k] + r[k + 1:] for r in self.rows):  # contexts, in grid order
-            if any(row[self._other(axis, x)] != v for x, v in fixed):
+        for row in self.contexts(axis):
+            if any(row[self._other(axis, x)] != v for x, v in fixed) or (within is not None and row not in within):
                 continue
-            lo, hi = (self.index.get(row[:k] + (v,) + row[k:]) for v in (a, b))
-            if lo is not None and hi is not None and self.present[lo] and self.present[hi]:
+            lo, hi = (self.at(axis, row, v) for v in (a, b))
+            if lo is not None and hi is not None:
                 w[lo], w[hi], pairs = w[lo] - 1, w[hi] + 1, pairs + 1
         return w / pairs if pairs else None
+
+    def contexts(self, axis: str) -> list[tuple]:
+        """Every combination of the other axes' levels that some cell has, in grid order."""
+        k = self.axes.index(axis)
+        return list(dict.fromkeys(r[:k] + r[k + 1:] for r in self.rows))
+
+    def at(self, axis: str, context: tuple, level) -> int | None:
+        """The cell with runs at `level` of `axis` in `context` (the other axes' levels), or None."""
+        k = self.axes.index(axis)
+        i = self.index.get(context[:k] + (level,) + context[k:])
+        return i if i is not None and self.present[i] else None
 
     def _other(self, axis: str, x: str) -> int:
         """Position of axis x in a context tuple (the axes without `axis`)."""
         return [a for a in self.axes if a != axis].index(x)
 
-    def steps(self, axis: str, fixed: tuple = ()) -> list[Contrast]:
-        levels, context = self.levels[axis], " ".join(f"{x}={v}" for x, v in fixed)
-        out = [Contrast(axis, a, b, context, self.step(axis, a, b, fixed)) for a, b in zip(levels, levels[1:])]
+    def steps(self, axis: str, fixed: tuple = (), within: frozenset | None = None, label: str = "",
+              levels: list | None = None) -> list[Contrast]:
+        levels = self.levels[axis] if levels is None else levels
+        context = " ".join([f"{x}={v}" for x, v in fixed] + ([label] if label else []))
+        covers = self.describe(axis, within, fixed)
+        out = [Contrast(axis, a, b, context, self.step(axis, a, b, fixed, within), covers)
+               for a, b in zip(levels, levels[1:])]
         return [c for c in out if c.weights is not None]
 
+    def sets(self, axis: str) -> list[tuple[list, frozenset]]:
+        """The contexts of `axis` grouped by the levels they have runs at (two levels or more), in grid order:
+        (those levels, those contexts)."""
+        found: dict[tuple, list] = {}
+        for row in self.contexts(axis):
+            have = tuple(v for v in self.levels[axis] if self.at(axis, row, v) is not None)
+            if len(have) >= 2:
+                found.setdefault(have, []).append(row)
+        return [(list(levels), frozenset(rows)) for levels, rows in found.items()]
+
+    def describe(self, axis: str, within: frozenset | None, fixed: tuple = ()) -> str:
+        """The contexts a step covers in words: the other axes' levels they share, and how many they are."""
+        rows = [r for r in self.contexts(axis) if within is None or r in within]
+        rows = [r for r in rows if all(r[self._other(axis, x)] == v for x, v in fixed)]
+        others = [x for x in self.axes if x != axis]
+        shared = [f"{x}={rows[0][i]}" for i, x in enumerate(others) if rows and len({r[i] for r in rows}) == 1
+                  and x not in dict(fixed)]
+        return f"{len(rows)} combination{'s' if len(rows) != 1 else ''} of the other axes" + \
+            (f" ({' '.join(shared)})" if shared else "")
+
     def answers(self) -> list[Contrast]:
-        return [c for axis in self.axes for c in self.steps(axis)]
+        out = []
+        for axis in self.axes:
+            sets = self.sets(axis)
+            for levels, rows in sets:
+                label = "" if len(sets) == 1 else f"over {self.describe(axis, rows).split(' (', 1)[-1].rstrip(')')}"
+                out += self.steps(axis, within=rows, label=label, levels=levels)
+        return out
+
+    def like(self, axis: str, lo, hi, by: str) -> frozenset:
+        """The contexts of `axis` whose remaining axes (all but `axis` and `by`) have runs at both `lo` and
+        `hi` at every level of `by`: where steps at the levels of `by` compare like with like."""
+        j = self._other(axis, by)
+        good = set()
+        for row in self.contexts(axis):
+            rest = row[:j] + row[j + 1:]
+            if all(self.at(axis, rest[:j] + (v,) + rest[j:], x) is not None for v in self.levels[by] for x in (lo, hi)):
+                good.add(row)
+        return frozenset(good)
 
     def conditional(self, axis: str, by: str) -> list[Contrast]:
-        """Steps of `axis` at each level of `by` (averaged over the remaining axes)."""
-        return [c for v in self.levels[by] for c in self.steps(axis, ((by, v),))]
+        """Steps of `axis` at each level of `by` (averaged over the remaining axes, like with like)."""
+        out = []
+        for v in self.levels[by]:
+            for lo, hi in zip(self.levels[axis], self.levels[axis][1:]):
+                within = self.like(axis, lo, hi, by)
+                out += self.steps(axis, ((by, v),), within, levels=[lo, hi]) if within else []
+        return out
 
     def detail(self) -> list[Contrast]:
         """Every adjacent pair of cells: one axis steps, the others fixed."""
         out = []
         for axis in self.axes:
             others = [x for x in self.axes if x != axis]
-            k = self.axes.index(axis)
-            for context in dict.fromkeys(r[:k] + r[k + 1:] for r in self.rows):
+            for context in self.contexts(axis):
                 out += self.steps(axis, tuple(zip(others, context)))
         return out
 
@@ -107,10 +172,12 @@ class Grid:
         return [(a, b) for i, a in enumerate(multi) for b in multi[i + 1:]]
 
     def interaction_rows(self, a: str, b: str) -> np.ndarray:
-        """(q, C): each step of a at each level of b, minus that step at the first level of b where it exists."""
+        """(q, C): each step of a at each level of b, minus that step at the first level of b, over the contexts
+        present at every level of b (like with like; ``like``)."""
         rows = []
         for lo, hi in zip(self.levels[a], self.levels[a][1:]):
-            at = [w for v in self.levels[b] if (w := self.step(a, lo, hi, ((b, v),))) is not None]
+            within = self.like(a, lo, hi, b)
+            at = [w for v in self.levels[b] if within and (w := self.step(a, lo, hi, ((b, v),), within)) is not None]
             rows += [w - at[0] for w in at[1:]]
         return np.array(rows).reshape(-1, len(self.rows))
 
@@ -184,7 +251,8 @@ def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float 
         return pd.DataFrame()
     f = family_arrays(comp, np.stack([c.weights for c in contrasts]), alpha, seed)
     labels = {"axis": [c.axis for c in contrasts], "level_a": [c.level_a for c in contrasts],
-              "level_b": [c.level_b for c in contrasts], "context": [c.context for c in contrasts]}
+              "level_b": [c.level_b for c in contrasts], "context": [c.context for c in contrasts],
+              "covers": [c.covers for c in contrasts]}
     W = np.stack([c.weights for c in contrasts])
     se, df = test_variance_se(Y, groups, W) if Y is not None else (np.full(len(W), np.nan), math.inf)
     f["test_lo"], f["test_hi"] = verdicts.test_range(f["var_test"], se, comp.test_df, df_estimate=df)

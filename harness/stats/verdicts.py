@@ -229,12 +229,15 @@ def plan_text(seeds: float, multiple: float, now: float, low: tuple[float, float
         return "the searches' luck alone is too wide to decide it: more searches per cell would, not more seeds"
     low, high = low or (seeds, multiple), high or (seeds, multiple)
     if multiple <= 1:
-        top = f"{high[0]:.0f}" if high[1] <= 1 else "more, or no number if the test part is as large as its upper bound"
-        spread = f" ({low[0]:.0f} to {top}, over the test part's 90% range)" if (low[0], high) != (seeds, (seeds, 1.0)) \
-            else ""
+        if high[1] > 1:
+            spread = f" (from {low[0]:.0f}; none would if the test part is as large as its 90% upper bound)"
+        elif (low[0], high[0]) != (seeds, seeds):
+            spread = f" ({low[0]:.0f} to {high[0]:.0f} over the test part's 90% range)"
+        else:
+            spread = ""
         return f"{seeds:.0f} seeds per cell would decide it whatever the effect{spread}"
-    larger = f"a test set {multiple:.1f}× larger (in groups; {low[1]:.1f}× to {high[1]:.1f}× over the test part's 90% " \
-             f"range){f' and {seeds:.0f} seeds per cell' if seeds > now else ''} would"
+    larger = f"a test set {multiple:.1f}× larger (in groups; up to {high[1]:.1f}× over the test part's 90% range)" \
+             f"{f' and {seeds:.0f} seeds per cell' if seeds > now else ''} would"
     if low[1] <= 1 and math.isfinite(low[0]):
         return (f"to decide it whatever the effect, seeds alone would not do at the estimated test part, but would if "
                 f"it is as small as its 90% lower bound ({low[0]:.0f} seeds per cell); {larger}")
