@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
@@ -10,6 +11,7 @@ from harness.report.effects import MetricEstimates
 from harness.report.format import effect, label, pval
 from harness.report.frames import Stored
 from harness.report.parts import Parts
+from harness.stats.verdicts import sidak
 from harness.study import expand
 
 
@@ -22,7 +24,7 @@ def render(stored: Stored, parts: Parts) -> list[str]:
              f"{int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
              f"kept evaluation runs; each interval is a simultaneous {1 - a.alpha:.0%} interval over all the answers "
              f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}. "
-             + search_note(stored, parts), ""]
+             + search_note(stored, parts) + reach_note(stored, acc), ""]
     if acc.grid is not None:
         lines += [f"- {s}" for s in axis_sentences(stored, acc)]
         lines += [f"- {s}" for s in interaction_sentences(stored, acc)]
@@ -30,6 +32,22 @@ def render(stored: Stored, parts: Parts) -> list[str]:
     lines += [f"- **Which metrics tell the truth?** {metrics_sentence(stored, parts)}"]
     lines += [f"- {s}" for s in parts.lab_sentences]
     return lines + [""]
+
+
+def reach_note(stored: Stored, m: MetricEstimates) -> str:
+    """Whether 'equivalent within ±δ' is within reach of this test set at all, and the margin that is: with
+    unlimited seeds an interval keeps the test part's (and the searches') width, crit * se."""
+    table = m.grid.answers if m.grid is not None else pd.DataFrame()
+    if table.empty or "se_test" not in table:
+        return ""
+    crit = sps.norm.isf(sidak(stored.analysis.alpha, len(table)) / 2)  # the family's level, df unlimited
+    floor = crit * np.sqrt(table["se_test"] ** 2 + table.get("se_search", 0.0) ** 2)
+    delta, best = stored.analysis.smallest_effect, float(floor.min())
+    if best < delta:
+        return ""
+    return (f" With this test set no answer can be called *equivalent* within ±{delta:g}: even with unlimited seeds "
+            f"its test part keeps each simultaneous interval at least ±{best:.3f} wide, so ±{best:.3f} is the "
+            f"smallest margin it could reach (±{float(floor.median()):.3f} for the median answer).")
 
 
 def search_note(stored: Stored, parts: Parts) -> str:

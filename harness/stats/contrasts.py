@@ -228,7 +228,17 @@ def answer_contrasts(comp: grid_model.Components, grid: Grid, alpha: float = ver
     for a, b, detected in zip(inter["axis_a"], inter["axis_b"], inter["detected"]):
         if detected:
             answers += grid.conditional(a, b) + grid.conditional(b, a)
-    return inter, answers
+    return inter, distinct(answers)
+
+
+def distinct(found: list[Contrast]) -> list[Contrast]:
+    """The contrasts with weights no earlier one has: a per-level step that is an averaged step already (its
+    level holds the step's only contexts) is one comparison, and counts once in the family."""
+    out: list[Contrast] = []
+    for c in found:
+        if not any(np.allclose(c.weights, d.weights, atol=1e-12) for d in out):
+            out.append(c)
+    return out
 
 
 def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float = verdicts.ALPHA,
