@@ -1,5 +1,6 @@
 # make install   - .venv with everything the harness, its tests and its benchmark need
-# make test      - the test suite (CPU, offline after the first install)
+# make test      - the test suite without the long end-to-end tests (CPU, offline after the first install)
+# make test-slow - the long end-to-end tests (marked slow; CI runs both)
 # make ablation  - run studies/three_class.toml (the same sentences in three classes, ~2 minutes), then
 #                  studies/default.toml, and write results/default/report.md, which compares the two
 # make ablation STUDY=studies/X.toml ARGS="--set search.trials=8" - another study, more options
@@ -16,7 +17,7 @@ ARGS ?=
 # ARGS go to both studies
 COMPANION = $(if $(filter studies/default.toml,$(STUDY)),studies/three_class.toml,)
 
-.PHONY: install test ablation report bench clean
+.PHONY: install test test-slow ablation report bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +28,10 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: install
+	$(PY) -m pytest -q -m slow
 
 ablation: install
 ifneq ($(COMPANION),)
