@@ -46,6 +46,7 @@ class Results:
     journal = property(lambda self: self.dir / "journal.log")
     worker_lock = property(lambda self: self.dir / ".lock")
     report = property(lambda self: self.dir / "report.md")
+    findings = property(lambda self: self.dir / "findings.md")
     figures = property(lambda self: self.dir / "figures")
     tables = property(lambda self: self.dir / "tables")
 

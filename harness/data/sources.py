@@ -26,7 +26,7 @@ from harness.errors import HarnessError, redact
 VADER = "vaderSentiment==3.3.2"
 # builtin name -> file inside additional_resources/hutto_ICWSM_2014.tar.gz
 BUILTIN = {
-    "amazon-snippets": "amazonReviewSnippets_GroundTruth.txt",  # 3,708 sentences of 309 reviews
+    "amazon-snippets": "amazonReviewSnippets_GroundTruth.txt",  # 3,708 sentences of 300 reviews
     "movie-snippets": "movieReviewSnippets_GroundTruth.txt",  # 10,605 sentences
     "nyt-snippets": "nytEditorialSnippets_GroundTruth.txt",  # 5,190 sentences
     "tweets": "tweets_GroundTruth.txt",  # 4,200 tweets

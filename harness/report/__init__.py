@@ -1,8 +1,8 @@
 """python -m harness.report RESULTS_DIR: the markdown report, a pure function of the store.
 
 It reads ``runs.jsonl``, ``manifest.json`` and ``splits.json`` and never trains. It writes
-``report.md``, the figures under ``figures/`` and every table as CSV under ``tables/`` (the
-per-example predictions too). Each section is a compute step (its module's ``compute``) and a
+``report.md``, its answers alone as ``findings.md`` (the README quotes the default study's), the
+figures under ``figures/`` and every table as CSV under ``tables/`` (the per-example predictions too). Each section is a compute step (its module's ``compute``) and a
 render step (its ``render``); ``build`` runs the computations once, ``render`` lays out the page.
 """
 
@@ -93,11 +93,17 @@ def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> 
     for name, frame in tables(stored, parts).items():
         frame.to_csv(folder / f"{name}.csv", index=False)
     cells.predictions(stored, parts.evidence).to_csv(folder / "predictions.csv.gz", index=False)
+    _replace(stored.results.findings, "\n".join(answers.findings(stored, parts)).rstrip() + "\n")
     path = stored.results.report
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(stored, parts, drawn))
-    tmp.replace(path)
+    _replace(path, render(stored, parts, drawn))
     return (path, *console_rows(stored, parts))
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole: a reader sees the old file or the new one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def summary_rows(results: Path) -> tuple[str, list[dict]]:

@@ -16,11 +16,15 @@ from harness.study import expand
 
 
 def render(stored: Stored, parts: Parts) -> list[str]:
+    return ["## Answers at a glance", ""] + findings(stored, parts)
+
+
+def findings(stored: Stored, parts: Parts) -> list[str]:
+    """The answers as a block of their own (``findings.md``): the README's findings are this block verbatim."""
     a = stored.analysis
     acc: MetricEstimates = parts.accuracy
     where = "test" if stored.source == "test" else "validation"
-    lines = ["## Answers at a glance", "",
-             f"Changes in {where} accuracy from one model of all "
+    lines = [f"Changes in {where} accuracy from one model of all "
              f"{int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
              f"kept evaluation runs; each interval is a simultaneous {1 - a.alpha:.0%} interval over all the answers "
              f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}. "

@@ -81,8 +81,11 @@ def render(stored: Stored, c: Calibration | None, summary: pd.DataFrame) -> list
     if c is None:
         return lines + ["No tested run stored its predictions and probabilities: nothing to show.", ""]
     lines += ["Means over each cell's kept runs. ECE: expected calibration error over 15 equal-width confidence "
-              "bins (0 = confidences match accuracies); Brier: mean squared distance of the probabilities to the "
-              "one-hot label (lower is better); NLL: the test loss. " + sentence(c, summary), ""]
+              "bins (0 = confidences match accuracies); Brier: "
+              + ("the mean squared distance of the positive class's probability to the 0/1 label (the binary form; "
+                 "the one-hot form is twice it)" if stored.binary else
+                 "the mean over examples of the squared distance of the class probabilities to the one-hot label")
+              + " (lower is better); NLL: the test loss. " + sentence(c, summary), ""]
     names = stored.class_names
     wide = c.classes.pivot_table(index="cell", columns="class", values=["precision", "recall", "f1"], sort=False)
     rows = []
