@@ -136,8 +136,9 @@ def stub_test(cell_id: str, seed: int) -> dict:
     return {"pred": pred, "accuracy": float(right.mean()), "f1": float(right.mean())}
 
 
-def stub_worker(url: str, log: Path, hang: bool, overrides: tuple = ()) -> None:
-    """A worker whose 'training' writes one line per unit it starts; ``hang``: stop in the first one."""
+def stub_worker(url: str, log: Path, hang: bool, overrides: tuple = (), collapse: tuple = ()) -> None:
+    """A worker whose 'training' writes one line per unit it starts; ``hang``: stop in the first one;
+    ``collapse``: (cell id, search) pairs whose every tuning trial collapses."""
     study = load_study(SMOKE, list(overrides))
     shared = distributed.Shared(study, distributed.open_storage(url, HEARTBEAT, GRACE), GRACE)
     options = worker.Options(url, HEARTBEAT, GRACE, poll=0.2)
@@ -147,28 +148,32 @@ def stub_worker(url: str, log: Path, hang: bool, overrides: tuple = ()) -> None:
     def train(ctx, shared, unit):
         slot = unit.slot
         with open(log, "a") as handle:
-            handle.write(json.dumps([slot.cell.id, slot.role, slot.index, unit.trial.number, os.getpid()]) + "\n")
+            handle.write(json.dumps([slot.cell.id, slot.role, slot.index, unit.trial.number, os.getpid(),
+                                     slot.replicate]) + "\n")
         if hang:
             time.sleep(3600)  # killed here, mid-trial
         time.sleep(0.05)
         record = RunRecord(study=study.name, cell=slot.cell.id, axes=dict(slot.cell.values), role=slot.role,
-                           seed=0, params={}, device="cpu", seconds=0.05)
+                           seed=0, params={}, device="cpu", seconds=0.05, replicate=slot.replicate)
         if slot.role == "tune":
             params = tuning.suggest(unit.trial, study.search)
+            if (slot.cell.id, slot.replicate) in collapse:
+                return dataclasses.replace(record, trial=unit.trial.number, params=params, status="collapsed")
             return dataclasses.replace(record, trial=unit.trial.number, params=params, objective=params["lr"])
-        assert distributed.settled(distributed.survey(shared, slot.cell, "tune"))  # evaluation waits for tuning
-        return dataclasses.replace(record, seed=slot.index, params=worker.eval_params(shared, slot.cell),
+        assert distributed.settled(distributed.survey(shared, slot.cell, "tune", slot.replicate))  # tuning first
+        return dataclasses.replace(record, seed=slot.index, params=worker.eval_params(shared, slot.cell, slot.replicate),
                                    test=stub_test(slot.cell.id, slot.index),
-                                   wave=shared.wave_of(slot.cell, slot.index))
+                                   wave=shared.wave_of(slot.cell, slot.index, slot.replicate))
 
     worker.train = train
     worker.stop_on_sigterm()
     worker.work(ctx, shared, options)
 
 
-def start_stubs(url: str, log: Path, n: int, hang: bool = False, overrides: tuple = ()) -> list:
+def start_stubs(url: str, log: Path, n: int, hang: bool = False, overrides: tuple = (), collapse: tuple = ()) -> list:
     fork = multiprocessing.get_context("fork")
-    workers = [fork.Process(target=stub_worker, args=(url, log, hang and i == 0, overrides)) for i in range(n)]
+    workers = [fork.Process(target=stub_worker, args=(url, log, hang and i == 0, overrides, collapse))
+               for i in range(n)]
     for w in workers:
         w.start()
     return workers
@@ -220,6 +225,35 @@ def test_three_workers_share_every_slot_exactly_once(storage_url, tmp_path):
             assert r["params"] == best["params"]
     manifest = json.loads((tmp_path / "results" / "manifest.json").read_text())
     assert len(manifest["workers"]) == 3 and manifest["storage"] == redact(storage_url)
+
+
+def test_workers_run_every_search_and_catch_a_failed_one(storage_url, tmp_path):
+    """Two searches per cell; one cell's second search collapses in every trial: the workers give it one more
+    trial at a time up to twice its budget, never evaluate it, and run every other search and seed once."""
+    log, overrides = tmp_path / "started.jsonl", ("search.replicates=2",)
+    study = load_study(SMOKE, list(overrides))
+    failing = (expand(study)[1].id, 1)
+    workers = start_stubs(storage_url, log, 3, overrides=overrides, collapse=(failing,))
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    started = [(u[0], u[1], u[2], u[5]) for u in units_started(log)]
+    assert len(started) == len(set(started))  # no unit twice
+    records = export(storage_url, tmp_path / "results", overrides)
+    keys = [record_key(r) for r in records]
+    assert len(keys) == len(set(keys))
+    for cell in expand(study):
+        for rep in (0, 1):
+            tunes = [r for r in records if r["cell"] == cell.id and r["role"] == "tune" and r["replicate"] == rep]
+            evals = sorted(r["seed"] for r in records if r["cell"] == cell.id and r["role"] == "eval"
+                           and r["replicate"] == rep)
+            if (cell.id, rep) == failing:
+                assert len(tunes) == study.search.trial_cap and evals == []
+            else:
+                assert len(tunes) == study.search.trials and evals == list(study.seeds.evaluate)
+                best = max(tunes, key=lambda t: (t["objective"], -t["trial"]))
+                assert all(r["params"] == best["params"] for r in records if r["cell"] == cell.id
+                           and r["role"] == "eval" and r["replicate"] == rep)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
