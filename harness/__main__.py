@@ -1,4 +1,4 @@
-"""python -m harness run|worker|collect STUDY [--set key=value ...] [--results DIR] [--storage URL]"""
+"""python -m harness run|worker|collect|export|predict|log|compare ... (python -m harness COMMAND --help)"""
 
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--threads", type=int, default=0, metavar="N",
                      help="torch CPU threads (default: all; 1 is faster on cores other jobs share)")
     add_worker_commands(commands)
+    add_model_commands(commands)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
         with ctrl_c_stops():
-            return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
-                args, console)
+            return {"run": run_command, "worker": worker_command, "collect": collect_command,
+                    "export": export_command, "predict": predict_command}[args.command](args, console)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -205,6 +206,70 @@ def report(args: argparse.Namespace, results, console: Console) -> int:
 
     if not args.no_report:
         console.print(f"report: {write_report(results.dir)}")
+    return 0
+
+
+def add_model_commands(commands) -> None:
+    export = commands.add_parser(
+        "export", help="a stored run's model as a transformers directory with a model card",
+        description="Train a stored evaluation run again (runs keep no weights), check that its test predictions "
+                    "equal the stored ones, and write it as a transformers directory (config, safetensors weights, "
+                    "tokenizer) with a model card (README.md).")
+    export.add_argument("results", help="a study's results directory, e.g. results/smoke")
+    export.add_argument("--out", required=True, help="the directory to write (new or empty)")
+    export.add_argument("--cell", help="the cell's id, e.g. 'n=128|ep=3|freeze=5' (default: the best cell by "
+                                       "validation accuracy)")
+    export.add_argument("--seed", type=int, help="its evaluation seed (default: the cell's first kept seed)")
+    predict = commands.add_parser("predict", help="label texts with an exported model",
+                                  description="Label texts with a directory written by harness export: each text's "
+                                              "label and the probability of every class, as CSV.")
+    predict.add_argument("model", help="a directory written by harness export")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", help="a text to label (repeatable)")
+    source.add_argument("--csv", help="a .csv, .tsv, .parquet or .jsonl file of texts")
+    predict.add_argument("--column", default="reviewText", help="the text column of --csv (default reviewText)")
+    predict.add_argument("--out", help="write the CSV here (default: standard output)")
+
+
+def export_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import build
+    from harness.report import card
+    from harness.report.frames import read_stored
+    from harness.run.display import Display
+    from harness.run.export import check_out, export, first_kept_seed
+
+    out = Path(args.out)
+    check_out(out)  # before the report's numbers are computed
+    stored = read_stored(Path(args.results))
+    parts = build(stored)
+    cells = list(parts.summary["cell"])
+    cell = args.cell or card.default_cell(parts)
+    if cell is None:
+        raise HarnessError(f"{args.results}: no cell has a kept evaluation run to export")
+    if cell not in cells:
+        raise HarnessError(f"--cell {cell}: not a cell of {args.results} (its cells: {', '.join(cells)})")
+    seed = first_kept_seed(stored.results, cell) if args.seed is None else args.seed
+    console.print(f"export: {cell} seed {seed}: training it again from its record", highlight=False)
+    done = export(stored.results, cell, seed, out, lambda facts: card.render(stored, parts, facts),
+                  Display(console, enabled=False))
+    facts = done.facts
+    console.print(f"{out}: {facts['split']} predictions of the retrained run equal the stored run's; loaded back, "
+                  f"the directory agrees on {facts['agree']} of {facts['n']} {facts['split']} texts", highlight=False)
+    return 0
+
+
+def predict_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.run.predict import classify, read_texts
+
+    texts = args.text if args.text is not None else read_texts(args.csv, args.column)
+    frame = classify(args.model, texts)
+    if args.csv:
+        frame.insert(0, "row", range(len(frame)))
+    if args.out:
+        frame.to_csv(args.out, index=False)
+        console.print(f"{len(frame)} texts labelled: {args.out}", highlight=False)
+    else:
+        frame.to_csv(sys.stdout, index=False)
     return 0
 
 

@@ -1,8 +1,8 @@
 """python -m harness.report RESULTS_DIR: the markdown report, a pure function of the store.
 
 It reads ``runs.jsonl``, ``manifest.json`` and ``splits.json`` and never trains. It writes
-``report.md``, the figures under ``figures/`` and every table as CSV under ``tables/`` (the
-per-example predictions too). Each section is a compute step (its module's ``compute``) and a
+``report.md`` and the same page as ``report.html``, the figures under ``figures/``, every table as CSV
+under ``tables/`` (the per-example predictions too) and the answers, cells and effects tables as LaTeX. Each section is a compute step (its module's ``compute``) and a
 render step (its ``render``); ``build`` runs the computations once, ``render`` lays out the page.
 """
 
@@ -16,8 +16,8 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.evidence import from_records
-from harness.report import (answers, calibration, cells, effects, gallery, lab, labelling, overfitting, provenance,
-                            seeds, tuning)
+from harness.report import (answers, calibration, cells, effects, gallery, lab, labelling, latex, overfitting,
+                            provenance, seeds, tuning, webpage)
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 from harness.report.parts import Parts
@@ -93,10 +93,13 @@ def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> 
     for name, frame in tables(stored, parts).items():
         frame.to_csv(folder / f"{name}.csv", index=False)
     cells.predictions(stored, parts.evidence).to_csv(folder / "predictions.csv.gz", index=False)
+    latex.write(stored, parts, folder)
     path = stored.results.report
+    text = render(stored, parts, drawn)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(stored, parts, drawn))
+    tmp.write_text(text)
     tmp.replace(path)
+    webpage.write(text, path.parent, path.with_suffix(".html"), f"Study {stored.study.name}: ablation report")
     return (path, *console_rows(stored, parts))
 
 
@@ -124,7 +127,7 @@ def _interval(lo, hi) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.report",
-                                     description="Write RESULTS_DIR/report.md, figures/ and tables/ from the stored "
+                                     description="Write RESULTS_DIR/report.md, report.html, figures/ and tables/ from the stored "
                                                  "runs (never trains).")
     parser.add_argument("results", help="a study's results directory, e.g. results/default")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

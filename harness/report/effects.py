@@ -105,11 +105,17 @@ def _family(m: MetricEstimates, which: str, title: str, note: str = "") -> list[
     lines = [title, ""] + ([note, ""] if note else [])
     if table.empty:
         return lines + ["No axis has two levels with runs in both: nothing to compare.", ""]
+    return lines + md_table(*family_rows(m, which))
+
+
+def family_rows(m: MetricEstimates, which: str) -> tuple[list[str], list[list[str]]]:
+    """One family's table as the page shows it: (header, rows), for markdown and LaTeX alike."""
+    table = getattr(m.grid, which)
     rows = [[_name(r), str(int(round(r.seeds))) if np.isfinite(r.seeds) else "n/a", effect(r.estimate, r.lo_sim, r.hi_sim),
              effect(r.estimate, r.lo, r.hi), f"{num(r.se_seed)} / {num(r.se_test)}", num(r.df, ".0f"),
              pval(r.p_family), r.verdict] for r in table.itertuples()]
-    return lines + md_table(["step", "seeds/cell", "Δ [simultaneous]", "Δ [own 95%]", "se seed / test", "df",
-                             "p (family)", "verdict"], rows)
+    return ["step", "seeds/cell", "Δ [simultaneous]", "Δ [own 95%]", "se seed / test", "df", "p (family)",
+            "verdict"], rows
 
 
 def _interactions(m: MetricEstimates) -> list[str]:
