@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ctrl_c_stops():
             return {"run": run_command, "worker": worker_command, "collect": collect_command,
-                    "export": export_command, "predict": predict_command}[args.command](args, console)
+                    "export": export_command, "predict": predict_command, "compare": compare_command,
+                    "log": log_command}[args.command](
+                args, console)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code
@@ -229,6 +231,23 @@ def add_model_commands(commands) -> None:
     source.add_argument("--csv", help="a .csv, .tsv, .parquet or .jsonl file of texts")
     predict.add_argument("--column", default="reviewText", help="the text column of --csv (default reviewText)")
     predict.add_argument("--out", help="write the CSV here (default: standard output)")
+    compare = commands.add_parser(
+        "compare", help="two results folders on the same test set, cell by cell (B minus A)",
+        description="Compare two results folders tested on the same test examples (two models, commits or data "
+                    "versions): for each cell both ran, B minus A in test accuracy with simultaneous intervals and "
+                    "verdicts; writes compare.md and compare.csv.")
+    compare.add_argument("a", help="results folder A, e.g. results/smoke")
+    compare.add_argument("b", help="results folder B")
+    compare.add_argument("--out", help="where to write compare.md and compare.csv (default: B/compare_<A's name>)")
+    log = commands.add_parser(
+        "log", help="every stored run as an MLflow run (needs the mlflow extra)",
+        description="Log every run of a results folder to MLflow: parameters, per-epoch metrics (step = epoch), "
+                    "test metrics, tags for cell, seed, role and status. Runs already logged are skipped.")
+    log.add_argument("results", help="a study's results directory, e.g. results/smoke")
+    log.add_argument("--to", required=True, metavar="mlflow[:WHERE]",
+                     help="mlflow (./mlruns), mlflow:DIR (a local directory) or mlflow:URI (a tracking server, "
+                          "http://host:5000, or any MLflow store URI)")
+    log.add_argument("--experiment", help="the MLflow experiment (default: the study's name)")
 
 
 def export_command(args: argparse.Namespace, console: Console) -> int:
@@ -249,12 +268,13 @@ def export_command(args: argparse.Namespace, console: Console) -> int:
     if cell not in cells:
         raise HarnessError(f"--cell {cell}: not a cell of {args.results} (its cells: {', '.join(cells)})")
     seed = first_kept_seed(stored.results, cell) if args.seed is None else args.seed
-    console.print(f"export: {cell} seed {seed}: training it again from its record", highlight=False)
+    console.print(f"export: {cell} seed {seed}: training it again from its record", highlight=False, soft_wrap=True)
     done = export(stored.results, cell, seed, out, lambda facts: card.render(stored, parts, facts),
                   Display(console, enabled=False))
     facts = done.facts
     console.print(f"{out}: {facts['split']} predictions of the retrained run equal the stored run's; loaded back, "
-                  f"the directory agrees on {facts['agree']} of {facts['n']} {facts['split']} texts", highlight=False)
+                  f"the directory agrees on {facts['agree']} of {facts['n']} {facts['split']} texts", highlight=False,
+                  soft_wrap=True)
     return 0
 
 
@@ -267,9 +287,34 @@ def predict_command(args: argparse.Namespace, console: Console) -> int:
         frame.insert(0, "row", range(len(frame)))
     if args.out:
         frame.to_csv(args.out, index=False)
-        console.print(f"{len(frame)} texts labelled: {args.out}", highlight=False)
+        console.print(f"{len(frame)} texts labelled: {args.out}", highlight=False, soft_wrap=True)
     else:
         frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def compare_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import compare
+    from harness.report.frames import read_stored
+
+    a, b = read_stored(Path(args.a)), read_stored(Path(args.b))
+    out = Path(args.out) if args.out else Path(args.b) / f"compare_{Path(args.a).resolve().name}"
+    path = compare.write(compare.compute(a, b), out)
+    console.print(f"comparison: {path}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def log_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import tracking
+    from harness.store import Results
+
+    results = Results(args.results)
+    if results.manifest() is None:
+        raise HarnessError(f"{args.results}: no manifest.json; expected a study's results directory")
+    done = tracking.log(results, args.to, args.experiment)
+    console.print(f"{done['added']} runs logged to {done['uri']} (experiment '{done['experiment']}'"
+                  + (f"; {done['already']} were there already)" if done["already"] else ")"), highlight=False,
+                  soft_wrap=True)
     return 0
 
 
