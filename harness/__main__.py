@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         with ctrl_c_stops():
             return {"run": run_command, "worker": worker_command, "collect": collect_command,
                     "export": export_command, "predict": predict_command, "compare": compare_command,
-                    "log": log_command}[args.command](
+                    "log": log_command, "slurm": slurm_command}[args.command](
                 args, console)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -117,7 +117,12 @@ def add_worker_commands(commands) -> None:
                     "until none is left, then write every finished run to the results directory.")
     collect = commands.add_parser("collect", help="write a shared study's finished runs to the results directory",
                                   description="Export every finished run in the storage to runs.jsonl; never trains.")
-    for command in (worker, collect):
+    slurm = commands.add_parser(
+        "slurm", help="a Slurm job array of N workers against shared storage (needs the slurm extra)",
+        description="Submit a Slurm job array (submitit): each of N tasks runs harness worker on its own node "
+                    "against one shared Optuna storage (PostgreSQL); then collect every run into the results "
+                    "directory and write the report.")
+    for command in (worker, collect, slurm):
         command.add_argument("study", help="study file, e.g. studies/default.toml")
         command.add_argument("--storage", help="postgresql://user@host/db, sqlite:///path or journal:///path "
                                                "(default: $HARNESS_STORAGE, else results/<study>/journal.log)")
@@ -133,6 +138,18 @@ def add_worker_commands(commands) -> None:
                         help="start N worker processes on this machine (one GPU each) and wait for them")
     worker.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (default: all)")
     worker.add_argument("--quiet", action="store_true", help="no progress display, one line per finished run")
+    slurm.add_argument("--nodes", type=int, required=True, metavar="N", help="array tasks, one node each")
+    slurm.add_argument("--processes-per-node", dest="processes", type=int, default=1, metavar="K",
+                       help="worker processes per node, one GPU each (default 1)")
+    slurm.add_argument("--gpus-per-node", type=int, default=0, metavar="G", help="GPUs each task asks for")
+    slurm.add_argument("--cpus-per-node", type=int, default=0, metavar="C", help="CPUs each task asks for")
+    slurm.add_argument("--mem-gb", type=int, default=0, metavar="GB", help="memory each task asks for")
+    slurm.add_argument("--partition", default="", help="the Slurm partition")
+    slurm.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="time limit of each task (default 1440)")
+    slurm.add_argument("--local", action="store_true",
+                       help="run the tasks as local processes (submitit's local executor) instead of submitting")
+    slurm.add_argument("--no-wait", action="store_true",
+                       help="submit and return; run harness collect once the tasks have finished")
 
 
 def worker_command(args: argparse.Namespace, console: Console) -> int:
@@ -182,6 +199,36 @@ def collect_command(args: argparse.Namespace, console: Console) -> int:
         exported = worker.export(shared, results, storage)
     console.print(f"{exported} new runs in {results.dir}")
     return report(args, results, console)
+
+
+def slurm_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.errors import redact
+    from harness.run import distributed, slurm
+
+    study, results, storage, _ = shared_study(args)
+    if not (args.storage or os.environ.get("HARNESS_STORAGE")):
+        raise HarnessError("--storage: expected the database every node shares, postgresql://user@host/db (or "
+                           "$HARNESS_STORAGE)")
+    slurm.check_storage(storage)
+    distributed.open_storage(storage, args.heartbeat, args.grace)  # unreachable: fail before submitting
+    request = slurm.Request(args.nodes, args.processes, args.partition, args.time, args.gpus_per_node,
+                            args.cpus_per_node, args.mem_gb, args.local)
+    jobs = slurm.submit(request, study.name, Path(args.study), args.overrides, storage, results.dir,
+                        args.heartbeat, args.grace)
+    console.print(f"{len(jobs)} tasks {'started here' if args.local else 'submitted'} (job "
+                  f"{jobs[0].job_id.split('_')[0]}); logs in {results.dir / 'slurm' / 'logs'}", highlight=False,
+                  soft_wrap=True)
+    if args.no_wait:
+        sets = " ".join(f"--set '{o}'" for o in args.overrides)
+        console.print(f"when they have finished: python -m harness collect {args.study} --storage "
+                      f"{redact(storage)} --results {results.dir} {sets}".rstrip(), highlight=False, soft_wrap=True)
+        return 0
+    failed = slurm.wait(jobs)
+    if failed:
+        for line in failed:
+            console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        return 1
+    return collect_command(args, console)
 
 
 def shared_study(args: argparse.Namespace):
@@ -255,7 +302,7 @@ def export_command(args: argparse.Namespace, console: Console) -> int:
     from harness.report import card
     from harness.report.frames import read_stored
     from harness.run.display import Display
-    from harness.run.export import check_out, export, first_kept_seed
+    from harness.run.export import check_out, evaluation_record, export, first_kept_seed
 
     out = Path(args.out)
     check_out(out)  # before the report's numbers are computed
@@ -268,6 +315,7 @@ def export_command(args: argparse.Namespace, console: Console) -> int:
     if cell not in cells:
         raise HarnessError(f"--cell {cell}: not a cell of {args.results} (its cells: {', '.join(cells)})")
     seed = first_kept_seed(stored.results, cell) if args.seed is None else args.seed
+    evaluation_record(stored.results, cell, seed)  # a seed it has, and a run that counts: before any training
     console.print(f"export: {cell} seed {seed}: training it again from its record", highlight=False, soft_wrap=True)
     done = export(stored.results, cell, seed, out, lambda facts: card.render(stored, parts, facts),
                   Display(console, enabled=False))

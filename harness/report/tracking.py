@@ -41,6 +41,7 @@ def tracking_uri(to: str) -> tuple[str, Path | None]:
 
 
 def client(uri: str):
+    """MLflow's client of ``uri``; one line saying how to install MLflow when it is not."""
     try:
         from mlflow import MlflowClient
     except ImportError:
@@ -58,9 +59,9 @@ def log(results: Results, to: str, experiment: str | None = None) -> dict:
     manifest = results.manifest() or {}
     study = (manifest.get("study") or {}).get("name") or raw[0].get("study", "study")
     uri, folder = tracking_uri(to)
+    mlflow = client(uri)  # the store itself is opened at the first call below
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    mlflow = client(uri)
     from mlflow.entities import Metric, Param
     from mlflow.exceptions import MlflowException
 
