@@ -326,7 +326,8 @@ def test_bad_input_to_the_commands_that_read_results(tmp_path, args, extra_env, 
     (tmp_path / "empty" / "runs.jsonl").write_text("")
     shutil.copytree(FIXED, tmp_path / "other")
     splits = json.loads((tmp_path / "other" / "splits.json").read_text())
-    splits["test_rows"] = splits["test_rows"][1:] + splits["test_rows"][:1]  # another draw of the test set
+    labels = splits["test_labels"]  # another draw of the test set: its first label differs
+    splits["test_labels"] = ("1" if labels[0] == "0" else "0") + labels[1:]
     (tmp_path / "other" / "splits.json").write_text(json.dumps(splits))
     (tmp_path / "site" / "mlflow").mkdir(parents=True)  # an mlflow that cannot be imported
     (tmp_path / "site" / "mlflow" / "__init__.py").write_text("raise ImportError('No module named mlflow')\n")

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 
 from harness.__main__ import main
+from harness.records import RunRecord
 from harness.report import tracking
 
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra: pip install -e '.[mlflow]'")
 from mlflow import MlflowClient  # noqa: E402
 
 STORE = Path(__file__).parent / "fixtures" / "report_store"
-RECORDS = [json.loads(x) for x in (STORE / "runs.jsonl").read_text().splitlines()]
+RECORDS = [RunRecord.from_dict(json.loads(x)).to_dict() for x in (STORE / "runs.jsonl").read_text().splitlines()]
 
 
 def key(tags: dict) -> tuple:
