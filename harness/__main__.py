@@ -1,4 +1,4 @@
-"""python -m harness run|worker|collect|export|predict|log|compare ... (python -m harness COMMAND --help)"""
+"""python -m harness run|worker|collect|slurm|export|predict|compare|log ... (python -m harness COMMAND --help)"""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ its parameters, every epoch's metrics at step = epoch, its test metrics and its 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -108,7 +110,7 @@ def test_every_run_round_trips_through_a_tracking_server(tmp_path):
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                                "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                                "--default-artifact-root", (tmp_path / "artifacts").as_uri(), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(240):  # the server's first start creates its tables
@@ -123,6 +125,15 @@ def test_every_run_round_trips_through_a_tracking_server(tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr
         check_every_run(MlflowClient(tracking_uri=url))
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    finally:  # the server starts workers of its own: end its whole process group, which it leads
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(2)
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # any worker still there
+        except ProcessLookupError:
+            pass
+        server.wait(timeout=30)

@@ -88,7 +88,7 @@ def render(stored: Stored, parts: Parts, facts: dict) -> str:
         f"{seed} of cell `{cell_id}`. Classes: {', '.join(f'{i} = {n}' for i, n in enumerate(names))}.", "",
         "## Use", "",
         "```python", "from transformers import pipeline", "",
-        f'classify = pipeline("text-classification", model="PATH/TO/THIS/DIRECTORY", truncation=True)',
+        'classify = pipeline("text-classification", model="PATH/TO/THIS/DIRECTORY", truncation=True)',
         'print(classify("The battery lasts all day."))', "```", "",
         f"`truncation=True` cuts a text at {spec.model.max_length} tokens, as training did (the tokenizer's "
         "`model_max_length`); without it a longer text is read whole and may be classified otherwise. From the "
