@@ -156,9 +156,13 @@ def _check_same(results: Results, stored: RunRecord, again: RunRecord) -> None:
     a, b = decode_classes(theirs), decode_classes(ours)
     if len(a) != len(b) or (a != b).any() or their_probs != our_probs:
         differ = int((a != b).sum()) if len(a) == len(b) else max(len(a), len(b))
-        why = (f"the run was trained on {stored.device}, retrained on {again.device}; only CPU runs retrain bit "
-               "for bit" if stored.device != again.device else
-               "same device: the data, the model files or the harness changed since the run")
+        if not stored.device.startswith("cpu"):
+            why = (f"the run was trained on {stored.device}, and a GPU run is not reproduced bit for bit (bf16 "
+                   "autocast, non-deterministic kernels): only CPU runs retrain bit for bit")
+        elif stored.device != again.device:
+            why = f"the run was trained on {stored.device}, retrained on {again.device}"
+        else:
+            why = f"both on {stored.device}: the data, the model files or the harness changed since the run"
         raise HarnessError(f"{results.dir}: {stored.cell} seed {stored.seed} trained again predicts {split} examples "
                            f"differently from the stored run ({differ} of {len(a)} predictions"
                            f"{'' if differ else ', and the probabilities'} differ; {why}); nothing written")
