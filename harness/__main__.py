@@ -222,6 +222,7 @@ def slurm_command(args: argparse.Namespace, console: Console) -> int:
         sets = " ".join(f"--set '{o}'" for o in args.overrides)
         console.print(f"when they have finished: python -m harness collect {args.study} --storage "
                       f"{redact(storage)} --results {results.dir} {sets}".rstrip(), highlight=False, soft_wrap=True)
+        slurm.release(jobs)
         return 0
     failed = slurm.wait(jobs)
     if failed:

@@ -32,7 +32,7 @@ def test_two_local_array_tasks_share_the_study_through_postgresql(tmp_path, post
     done = harness("slurm", SMOKE, "--nodes", "2", "--local", "--storage", postgres, "--results", results,
                    *[a for s in TOY for a in ("--set", s)])
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "2 tasks started here" in done.stderr
+    assert "2 tasks started here" in done.stderr and "Traceback" not in done.stderr
     records = [json.loads(x) for x in (results / "runs.jsonl").read_text().splitlines()]
     keys = Counter((r["cell"], r["role"], r["seed"] if r["role"] == "eval" else r["trial"]) for r in records)
     assert keys and max(keys.values()) == 1  # every unit of work recorded once

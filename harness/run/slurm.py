@@ -10,6 +10,7 @@ on one machine, and the tests'.
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -82,7 +83,15 @@ def wait(jobs: list) -> list[str]:
             job.result()
         except Exception as exc:  # noqa: BLE001 - a task's failure is reported, the others still awaited
             failed.append(f"task {job.job_id}: {str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else exc!r}")
+    release(jobs)
     return failed
+
+
+def release(jobs: list) -> None:
+    """Drop the job objects now: waiting leaves them in reference cycles, and collected only at interpreter
+    exit their ``__del__`` fails and prints a traceback."""
+    jobs.clear()
+    gc.collect()
 
 
 def check_storage(storage: str) -> None:
@@ -95,4 +104,4 @@ def check_storage(storage: str) -> None:
                            "a file system every node shares)")
 
 
-__all__ = ["INSTALL", "Request", "check_storage", "submit", "task", "wait"]
+__all__ = ["INSTALL", "Request", "check_storage", "release", "submit", "task", "wait"]
