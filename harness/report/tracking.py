@@ -4,7 +4,7 @@ Parameters (learning rate, batch size, the cell's axes, sizes), per-epoch metric
 epoch, the validation metrics of the restored epoch and the test metrics, tags (cell, seed, role,
 status, study, wave, replicate where the record has one). ``mlflow`` writes to ``./mlruns``,
 ``mlflow:DIR`` to a local directory (MLflow's SQLite store ``DIR/mlflow.db`` with artifacts in
-``DIR/artifacts``: MLflow refuses its plain-file store since 3.7), ``mlflow:URI`` to a tracking
+``DIR/artifacts``: MLflow 3 refuses its plain-file store unless told otherwise), ``mlflow:URI`` to a tracking
 server (``http(s)://``) or any store MLflow takes (``sqlite:///``, ``postgresql://``). Logging again
 adds only the runs not yet there. MLflow is an optional extra (``pip install -e '.[mlflow]'``).
 """
