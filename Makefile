@@ -1,4 +1,4 @@
-# make install   - .venv with everything the harness, its tests and its benchmark need
+# make install   - .venv with everything the harness, its tests and its benchmark need (every optional extra)
 # make test      - the test suite without the long end-to-end tests (CPU, offline after the first install)
 # make test-slow - the long end-to-end tests (marked slow; CI runs both)
 # make ablation  - run studies/three_class.toml (the same sentences in three classes, ~2 minutes), then
@@ -22,7 +22,7 @@ COMPANION = $(if $(filter studies/default.toml,$(STUDY)),studies/three_class.tom
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -e '.[test,bench,mlflow,dashboard,slurm]'
 	touch $@
 
 install: $(VENV)/.installed

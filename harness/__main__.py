@@ -1,4 +1,4 @@
-"""python -m harness run|worker|collect STUDY [--set key=value ...] [--results DIR] [--storage URL]"""
+"""python -m harness run|worker|collect|slurm|export|predict|compare|log ... (python -m harness COMMAND --help)"""
 
 from __future__ import annotations
 
@@ -30,11 +30,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--threads", type=int, default=0, metavar="N",
                      help="torch CPU threads (default: all; 1 is faster on cores other jobs share)")
     add_worker_commands(commands)
+    add_model_commands(commands)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
         with ctrl_c_stops():
-            return {"run": run_command, "worker": worker_command, "collect": collect_command}[args.command](
+            return {"run": run_command, "worker": worker_command, "collect": collect_command,
+                    "export": export_command, "predict": predict_command, "compare": compare_command,
+                    "log": log_command, "slurm": slurm_command}[args.command](
                 args, console)
     except HarnessError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -114,7 +117,12 @@ def add_worker_commands(commands) -> None:
                     "until none is left, then write every finished run to the results directory.")
     collect = commands.add_parser("collect", help="write a shared study's finished runs to the results directory",
                                   description="Export every finished run in the storage to runs.jsonl; never trains.")
-    for command in (worker, collect):
+    slurm = commands.add_parser(
+        "slurm", help="a Slurm job array of N workers against shared storage (needs the slurm extra)",
+        description="Submit a Slurm job array (submitit): each of N tasks runs harness worker on its own node "
+                    "against one shared Optuna storage (PostgreSQL); then collect every run into the results "
+                    "directory and write the report.")
+    for command in (worker, collect, slurm):
         command.add_argument("study", help="study file, e.g. studies/default.toml")
         command.add_argument("--storage", help="postgresql://user@host/db, sqlite:///path or journal:///path "
                                                "(default: $HARNESS_STORAGE, else results/<study>/journal.log)")
@@ -130,6 +138,18 @@ def add_worker_commands(commands) -> None:
                         help="start N worker processes on this machine (one GPU each) and wait for them")
     worker.add_argument("--threads", type=int, default=0, metavar="N", help="torch CPU threads (default: all)")
     worker.add_argument("--quiet", action="store_true", help="no progress display, one line per finished run")
+    slurm.add_argument("--nodes", type=int, required=True, metavar="N", help="array tasks, one node each")
+    slurm.add_argument("--processes-per-node", dest="processes", type=int, default=1, metavar="K",
+                       help="worker processes per node, one GPU each (default 1)")
+    slurm.add_argument("--gpus-per-node", type=int, default=0, metavar="G", help="GPUs each task asks for")
+    slurm.add_argument("--cpus-per-node", type=int, default=0, metavar="C", help="CPUs each task asks for")
+    slurm.add_argument("--mem-gb", type=int, default=0, metavar="GB", help="memory each task asks for")
+    slurm.add_argument("--partition", default="", help="the Slurm partition")
+    slurm.add_argument("--time", type=int, default=24 * 60, metavar="MIN", help="time limit of each task (default 1440)")
+    slurm.add_argument("--local", action="store_true",
+                       help="run the tasks as local processes (submitit's local executor) instead of submitting")
+    slurm.add_argument("--no-wait", action="store_true",
+                       help="submit and return; run harness collect once the tasks have finished")
 
 
 def worker_command(args: argparse.Namespace, console: Console) -> int:
@@ -181,6 +201,37 @@ def collect_command(args: argparse.Namespace, console: Console) -> int:
     return report(args, results, console)
 
 
+def slurm_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.errors import redact
+    from harness.run import distributed, slurm
+
+    study, results, storage, _ = shared_study(args)
+    if not (args.storage or os.environ.get("HARNESS_STORAGE")):
+        raise HarnessError("--storage: expected the database every node shares, postgresql://user@host/db (or "
+                           "$HARNESS_STORAGE)")
+    slurm.check_storage(storage)
+    distributed.open_storage(storage, args.heartbeat, args.grace)  # unreachable: fail before submitting
+    request = slurm.Request(args.nodes, args.processes, args.partition, args.time, args.gpus_per_node,
+                            args.cpus_per_node, args.mem_gb, args.local)
+    jobs = slurm.submit(request, study.name, Path(args.study), args.overrides, storage, results.dir,
+                        args.heartbeat, args.grace)
+    console.print(f"{len(jobs)} tasks {'started here' if args.local else 'submitted'} (job "
+                  f"{jobs[0].job_id.split('_')[0]}); logs in {results.dir / 'slurm' / 'logs'}", highlight=False,
+                  soft_wrap=True)
+    if args.no_wait:
+        sets = " ".join(f"--set '{o}'" for o in args.overrides)
+        console.print(f"when they have finished: python -m harness collect {args.study} --storage "
+                      f"{redact(storage)} --results {results.dir} {sets}".rstrip(), highlight=False, soft_wrap=True)
+        slurm.release(jobs)
+        return 0
+    failed = slurm.wait(jobs)
+    if failed:
+        for line in failed:
+            console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True)
+        return 1
+    return collect_command(args, console)
+
+
 def shared_study(args: argparse.Namespace):
     from harness.run import worker
     from harness.store import Results
@@ -205,6 +256,114 @@ def report(args: argparse.Namespace, results, console: Console) -> int:
 
     if not args.no_report:
         console.print(f"report: {write_report(results.dir)}")
+    return 0
+
+
+def add_model_commands(commands) -> None:
+    export = commands.add_parser(
+        "export", help="a stored run's model as a transformers directory with a model card",
+        description="Train a stored evaluation run again (runs keep no weights), check that its test predictions "
+                    "equal the stored ones, and write it as a transformers directory (config, safetensors weights, "
+                    "tokenizer) with a model card (README.md).")
+    export.add_argument("results", help="a study's results directory, e.g. results/smoke")
+    export.add_argument("--out", required=True, help="the directory to write (new or empty)")
+    export.add_argument("--cell", help="the cell's id, e.g. 'n=128|ep=3|freeze=5' (default: the best cell by "
+                                       "validation accuracy)")
+    export.add_argument("--seed", type=int, help="its evaluation seed (default: the cell's first kept seed)")
+    predict = commands.add_parser("predict", help="label texts with an exported model",
+                                  description="Label texts with a directory written by harness export: each text's "
+                                              "label and the probability of every class, as CSV.")
+    predict.add_argument("model", help="a directory written by harness export")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", help="a text to label (repeatable)")
+    source.add_argument("--csv", help="a .csv, .tsv, .parquet or .jsonl file of texts")
+    predict.add_argument("--column", default="reviewText", help="the text column of --csv (default reviewText)")
+    predict.add_argument("--out", help="write the CSV here (default: standard output)")
+    compare = commands.add_parser(
+        "compare", help="two results folders on the same test set, cell by cell (B minus A)",
+        description="Compare two results folders tested on the same test examples (two models, commits or data "
+                    "versions): for each cell both ran, B minus A in test accuracy with simultaneous intervals and "
+                    "verdicts; writes compare.md and compare.csv.")
+    compare.add_argument("a", help="results folder A, e.g. results/smoke")
+    compare.add_argument("b", help="results folder B")
+    compare.add_argument("--out", help="where to write compare.md and compare.csv (default: B/compare_<A's name>)")
+    log = commands.add_parser(
+        "log", help="every stored run as an MLflow run (needs the mlflow extra)",
+        description="Log every run of a results folder to MLflow: parameters, per-epoch metrics (step = epoch), "
+                    "test metrics, tags for cell, seed, role and status. Runs already logged are skipped.")
+    log.add_argument("results", help="a study's results directory, e.g. results/smoke")
+    log.add_argument("--to", required=True, metavar="mlflow[:WHERE]",
+                     help="mlflow (./mlruns), mlflow:DIR (a local directory) or mlflow:URI (a tracking server, "
+                          "http://host:5000, or any MLflow store URI)")
+    log.add_argument("--experiment", help="the MLflow experiment (default: the study's name)")
+
+
+def export_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import build
+    from harness.report import card
+    from harness.report.frames import read_stored
+    from harness.run.display import Display
+    from harness.run.export import check_out, evaluation_record, export, first_kept_seed
+
+    out = Path(args.out)
+    check_out(out)  # before the report's numbers are computed
+    stored = read_stored(Path(args.results))
+    parts = build(stored)
+    cells = list(parts.summary["cell"])
+    cell = args.cell or card.default_cell(parts)
+    if cell is None:
+        raise HarnessError(f"{args.results}: no cell has a kept evaluation run to export")
+    if cell not in cells:
+        raise HarnessError(f"--cell {cell}: not a cell of {args.results} (its cells: {', '.join(cells)})")
+    seed = first_kept_seed(stored.results, cell) if args.seed is None else args.seed
+    evaluation_record(stored.results, cell, seed)  # a seed it has, and a run that counts: before any training
+    console.print(f"export: {cell} seed {seed}: training it again from its record", highlight=False, soft_wrap=True)
+    done = export(stored.results, cell, seed, out, lambda facts: card.render(stored, parts, facts),
+                  Display(console, enabled=False))
+    facts = done.facts
+    console.print(f"{out}: {facts['split']} predictions of the retrained run equal the stored run's; loaded back, "
+                  f"the directory agrees on {facts['agree']} of {facts['n']} {facts['split']} texts", highlight=False,
+                  soft_wrap=True)
+    return 0
+
+
+def predict_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.run.predict import classify, read_texts
+
+    texts = args.text if args.text is not None else read_texts(args.csv, args.column)
+    frame = classify(args.model, texts)
+    if args.csv:
+        frame.insert(0, "row", range(len(frame)))
+    if args.out:
+        frame.to_csv(args.out, index=False)
+        console.print(f"{len(frame)} texts labelled: {args.out}", highlight=False, soft_wrap=True)
+    else:
+        frame.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def compare_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import compare
+    from harness.report.frames import read_stored
+
+    a, b = read_stored(Path(args.a)), read_stored(Path(args.b))
+    out = Path(args.out) if args.out else Path(args.b) / f"compare_{Path(args.a).resolve().name}"
+    path = compare.write(compare.compute(a, b), out)
+    console.print(f"comparison: {path}", highlight=False, soft_wrap=True)
+    return 0
+
+
+def log_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.report import tracking
+    from harness.store import Results
+
+    results = Results(args.results)
+    if results.manifest() is None:
+        raise HarnessError(f"{args.results}: no manifest.json; expected a study's results directory")
+    done = tracking.log(results, args.to, args.experiment)
+    console.print(f"{done['added']} runs logged to {done['uri']} (experiment '{done['experiment']}'"
+                  + (f"; {done['already']} were there already)" if done["already"] else ")"), highlight=False,
+                  soft_wrap=True)
     return 0
 
 

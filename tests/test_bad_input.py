@@ -11,6 +11,7 @@ command in its own process (``SUBPROCESS``).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -311,3 +312,50 @@ def test_the_report_of_a_missing_directory_is_one_line_exit_2(tmp_path):
 
 def test_the_table_has_at_least_thirty_kinds_of_bad_input():
     assert len(CASES) + len(STUDY_CASES) + 6 + 3 + 2 >= 30
+
+
+# --- the commands that read results folders: export, log, compare ----------------------------
+# each on copies of the fixed store (tests/fixtures/report_store): nothing trains, nothing is written
+
+FIXED = Path(__file__).parent / "fixtures" / "report_store"
+
+READER_CASES = [
+    ("export-unknown-cell", ["export", "{a}", "--out", "{tmp}/model", "--cell", "n=1|ep=1|freeze=all"], {},
+     ["--cell n=1|ep=1|freeze=all: not a cell of", "its cells: n=64|ep=1|freeze=all"]),
+    ("export-folder-without-runs", ["export", "{empty}", "--out", "{tmp}/model"], {},
+     ["empty: no runs.jsonl records (run the study first)"]),
+    ("log-folder-without-runs", ["log", "{empty}", "--to", "mlflow:{tmp}/mlruns"], {},
+     ["empty: no runs.jsonl records (run the study first)"]),
+    ("log-without-the-mlflow-extra", ["log", "{a}", "--to", "mlflow:{tmp}/mlruns"], {"PYTHONPATH": "{tmp}/site"},
+     ["--to mlflow: MLflow is not installed", "pip install -e '.[mlflow]'"]),
+    ("compare-folder-without-runs", ["compare", "{a}", "{empty}"], {},
+     ["empty: no runs.jsonl records (run the study first)"]),
+    ("compare-different-test-sets", ["compare", "{a}", "{other}"], {},
+     ["other: its test set differs from", "compare needs the same test examples"]),
+]
+
+
+@pytest.mark.parametrize("args, extra_env, parts", [c[1:] for c in READER_CASES], ids=[c[0] for c in READER_CASES])
+def test_bad_input_to_the_commands_that_read_results(tmp_path, args, extra_env, parts):
+    import shutil
+
+    shutil.copytree(FIXED, tmp_path / "a")
+    (tmp_path / "empty").mkdir()
+    shutil.copy(FIXED / "manifest.json", tmp_path / "empty")
+    (tmp_path / "empty" / "runs.jsonl").write_text("")
+    shutil.copytree(FIXED, tmp_path / "other")
+    splits = json.loads((tmp_path / "other" / "splits.json").read_text())
+    labels = splits["test_labels"]  # another draw of the test set: its first label differs
+    splits["test_labels"] = ("1" if labels[0] == "0" else "0") + labels[1:]
+    (tmp_path / "other" / "splits.json").write_text(json.dumps(splits))
+    (tmp_path / "site" / "mlflow").mkdir(parents=True)  # an mlflow that cannot be imported
+    (tmp_path / "site" / "mlflow" / "__init__.py").write_text("raise ImportError('No module named mlflow')\n")
+    before = snapshot(tmp_path)
+    fill = lambda text: text.format(a=tmp_path / "a", empty=tmp_path / "empty", other=tmp_path / "other",  # noqa: E731
+                                    tmp=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "harness", *map(fill, args)], capture_output=True, text=True,
+                          timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "80",
+                                                         "PYTHONDONTWRITEBYTECODE": "1"}
+                          | {k: fill(v) for k, v in extra_env.items()})
+    assert_one_line_error(done, parts)
+    assert snapshot(tmp_path) == before  # nothing written beside the folders, nothing in them

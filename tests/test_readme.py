@@ -41,7 +41,7 @@ def toy(command: str, csv: Path, storage: str) -> str | None:
     command = command.replace("postgresql://harness@db.lab:5432/optuna", storage)
     if command.startswith("make ablation"):
         return f"{command} ARGS=\"{SETS}\""
-    if re.match(r"\.venv/bin/python -m harness (run|worker|collect) ", command):
+    if re.match(r"\.venv/bin/python -m harness (run|worker|collect|slurm) ", command):
         return f"{command} {SETS}"
     return command
 

@@ -1,9 +1,11 @@
 """python -m harness.report RESULTS_DIR: the markdown report, a pure function of the store.
 
 It reads ``runs.jsonl``, ``manifest.json`` and ``splits.json`` and never trains. It writes
-``report.md``, its answers alone as ``findings.md`` (the README quotes the default study's), the
-figures under ``figures/`` and every table as CSV under ``tables/`` (the per-example predictions too). Each section is a compute step (its module's ``compute``) and a
-render step (its ``render``); ``build`` runs the computations once, ``render`` lays out the page.
+``report.md`` and the same page as ``report.html``, its answers alone as ``findings.md`` (the README
+quotes the default study's), the figures under ``figures/``, every table as CSV under ``tables/`` (the
+per-example predictions too) and the answers, cells and effects tables as LaTeX. Each section is a
+compute step (its module's ``compute``) and a render step (its ``render``); ``build`` runs the
+computations once, ``render`` lays out the page.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ import pandas as pd
 
 from harness.errors import HarnessError
 from harness.evidence import from_records
-from harness.report import (answers, calibration, cells, effects, gallery, lab, labelling, overfitting, provenance,
-                            seeds, tuning)
+from harness.report import (answers, calibration, cells, effects, gallery, lab, labelling, latex, overfitting,
+                            provenance, seeds, tuning, webpage)
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 from harness.report.parts import Parts
@@ -93,9 +95,12 @@ def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> 
     for name, frame in tables(stored, parts).items():
         frame.to_csv(folder / f"{name}.csv", index=False)
     cells.predictions(stored, parts.evidence).to_csv(folder / "predictions.csv.gz", index=False)
+    latex.write(stored, parts, folder)
     _replace(stored.results.findings, "\n".join(answers.findings(stored, parts)).rstrip() + "\n")
     path = stored.results.report
-    _replace(path, render(stored, parts, drawn))
+    text = render(stored, parts, drawn)
+    _replace(path, text)
+    webpage.write(text, path.parent, path.with_suffix(".html"), f"Study {stored.study.name}: ablation report")
     return (path, *console_rows(stored, parts))
 
 
@@ -130,7 +135,7 @@ def _interval(lo, hi) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.report",
-                                     description="Write RESULTS_DIR/report.md, figures/ and tables/ from the stored "
+                                     description="Write RESULTS_DIR/report.md, report.html, figures/ and tables/ from the stored "
                                                  "runs (never trains).")
     parser.add_argument("results", help="a study's results directory, e.g. results/default")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

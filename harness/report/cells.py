@@ -126,6 +126,19 @@ def render(stored: Stored, table: pd.DataFrame, base: dict) -> list[str]:
              "*How to read this report*). Runs that failed, diverged or collapsed to one class (judged on their "
              "validation predictions) are counted under *excluded* and kept out of every estimate. Seconds: the "
              "mean training time of an evaluation run, and the cell's total with its tuning.", ""]
+    header, rows = table_rows(stored, table, base)
+    lines += md_table(header, rows)
+    if base:
+        lines += [f"The last row is the baseline every model must beat: always answering the majority class of the "
+                  f"training pool ({base['class']}) scores {base['accuracy']:.3f} on these {base['n']} examples "
+                  f"({base['groups']} groups; the interval is clustered, design effect {num(base['deff'], '.1f')}).", ""]
+    if not stored.binary:
+        lines += [f"ROC-AUC is given for binary tasks only; this one has {len(stored.class_names)} classes.", ""]
+    return lines
+
+
+def table_rows(stored: Stored, table: pd.DataFrame, base: dict) -> tuple[list[str], list[list[str]]]:
+    """The cells table as the page shows it: (header, rows), for markdown and LaTeX alike."""
     metrics = ["accuracy", "f1"] + (["auc"] if stored.binary and table.get("auc_mean", pd.Series()).notna().any() else [])
     names = {"accuracy": "accuracy", "f1": "macro-F1", "auc": "ROC-AUC"}
     header = ["cell", "seeds", "excluded"] + [names[m] for m in metrics] + ["best epoch", "trainable params", "s/run",
@@ -138,14 +151,7 @@ def render(stored: Stored, table: pd.DataFrame, base: dict) -> list[str]:
     if base:
         rows.append([f"*majority class ({base['class']})*", "-", "-", estimate(base["accuracy"], base["lo"], base["hi"]),
                      num(base["f1"])] + ["0.500"] * (len(metrics) == 3) + ["-"] * 6)
-    lines += md_table(header, rows)
-    if base:
-        lines += [f"The last row is the baseline every model must beat: always answering the majority class of the "
-                  f"training pool ({base['class']}) scores {base['accuracy']:.3f} on these {base['n']} examples "
-                  f"({base['groups']} groups; the interval is clustered, design effect {num(base['deff'], '.1f')}).", ""]
-    if not stored.binary:
-        lines += [f"ROC-AUC is given for binary tasks only; this one has {len(stored.class_names)} classes.", ""]
-    return lines
+    return header, rows
 
 
 def render_runs(stored: Stored, runs: pd.DataFrame) -> list[str]:

@@ -106,8 +106,18 @@ def _family(m: MetricEstimates, which: str, title: str, note: str = "") -> list[
     lines = [title, ""] + ([note, ""] if note else [])
     if table.empty:
         return lines + ["No axis has two levels with runs in both: nothing to compare.", ""]
-    searched = "search_share" in table and (table["se_search"] > 0).any()
     own = table["lo"].notna().any()  # an adaptive study's looks leave no single-analysis interval or p
+    note = [] if own else ["Adaptive seeds: each interval is the intersection of its simultaneous intervals over the "
+                           "looks (section 8); a single analysis's own interval and p would not hold after several "
+                           "looks, so none is shown.", ""]
+    return lines + note + md_table(*family_rows(m, which))
+
+
+def family_rows(m: MetricEstimates, which: str) -> tuple[list[str], list[list[str]]]:
+    """One family's table as the page shows it: (header, rows), for markdown and LaTeX alike."""
+    table = getattr(m.grid, which)
+    searched = "search_share" in table and (table["se_search"] > 0).any()
+    own = table["lo"].notna().any()
     rows = [[_name(r), str(int(round(r.seeds))) if np.isfinite(r.seeds) else "n/a", effect(r.estimate, r.lo_sim, r.hi_sim),
              *([effect(r.estimate, r.lo, r.hi)] if own else []), f"{num(r.se_seed)} / {num(r.se_test)}"
              + (f" / {num(r.se_search)}" if searched else ""), *([num(r.search_share, ".0%")] if searched else []),
@@ -115,10 +125,7 @@ def _family(m: MetricEstimates, which: str, title: str, note: str = "") -> list[
     header = ["step", "runs/cell", "Δ [simultaneous]", *(["Δ [own 95%]"] if own else []),
               "se seed / test" + (" / search" if searched else ""), *(["search share"] if searched else []), "df",
               *(["p (family)"] if own else []), "verdict"]
-    note = [] if own else ["Adaptive seeds: each interval is the intersection of its simultaneous intervals over the "
-                           "looks (section 8); a single analysis's own interval and p would not hold after several "
-                           "looks, so none is shown.", ""]
-    return lines + note + md_table(header, rows)
+    return header, rows
 
 
 def _interactions(m: MetricEstimates) -> list[str]:

@@ -17,13 +17,14 @@ from typing import Protocol
 import numpy as np
 import optuna
 import torch
+from torch import nn
 
 from harness.run import tuning
 from harness.run.display import Display
 from harness.errors import stop_if_interrupted
 from harness.study import ALL, Cell, ModelSpec, Study
-from harness.run.modeling import (Encodings, compute_params, freeze_, frozen_prefix, load_classifier, resolve_depth,
-                                  tokenize, top_of)
+from harness.run.modeling import (Encodings, Prefix, compute_params, freeze_, frozen_prefix, load_classifier,
+                                  resolve_depth, tokenize, top_of, whole_of)
 from harness.records import RunRecord, now, restored_row
 from harness.run.packing import Inputs
 from harness.run.train import RunOutput, train_run
@@ -139,6 +140,13 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
     ``hold_test`` (tuning runs only): a run that finishes ok is also scored on the test set,
     under ``held_test``, which tuning never reads (the record's ``test`` stays empty).
     """
+    return train_one(ctx, cell, seed, params, role, on_epoch, hold_test, replicate)[0]
+
+
+def train_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epoch=None,
+              hold_test: bool = False, replicate: int = 0) -> tuple[RunRecord, nn.Module | None]:
+    """``run_one``, and the trained model at its restored epoch: the whole model, also where only its top
+    trained from cached states (None when the run failed)."""
     depth, data, spec = ctx.depths[cell.id], ctx.data, cell.study
     record = RunRecord(study=ctx.study.name, cell=cell.id, axes=dict(cell.values), role=role, seed=seed,
                        params=dict(params), device=device_name(ctx.device), freeze_depth=depth, replicate=replicate)
@@ -148,11 +156,13 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
         ctx.display.epoch(row)
         return bool(on_epoch and on_epoch(epoch, row))
 
+    model = None
     try:
         train_rows, val_rows = data.rows(cell.data_size, seed)
         model = load_classifier(spec.model.name, data.n_classes, seed)
         record.trainable_params = freeze_(model, depth)
         record.total_params = sum(p.numel() for p in model.parameters())
+        prefix = Prefix.of(model)
         if depth > 0:
             model = top_of(model, depth)
         test_rows = data.test if role == "eval" else data.test[:0]  # tuning never sees the test set
@@ -162,6 +172,7 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
                         lr=params["lr"], batch_size=params["batch_size"], epochs=cell.epochs, seed=seed,
                         spec=spec.train, on_epoch=step, held_rows=data.test if hold_test else None)
         _fill(record, out, len(train_rows), len(val_rows), len(test_rows))
+        model = whole_of(model, prefix).eval()
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # noqa: BLE001 - recorded with its reason; the grid goes on
@@ -169,8 +180,9 @@ def run_one(ctx: Context, cell: Cell, seed: int, params: dict, role: str, on_epo
         if "out of memory" in reason.lower():
             reason = "out of memory even at micro-batch 1: " + reason
         record.status, record.error, record.traceback = "failed", reason[:2000], traceback.format_exc()[-4000:]
+        model = None
     record.finished = now()
-    return record
+    return record, model
 
 
 def work(model: torch.nn.Module, inputs: Inputs, depth: int, train_rows: np.ndarray, val_rows: np.ndarray,
@@ -256,4 +268,4 @@ def from_trial(tuned: RunRecord) -> RunRecord:
 
 
 __all__ = ["Context", "Data", "device_name", "evaluation", "fixed_params", "from_trial", "load_context", "seeds_of",
-           "pick_device", "reusable", "run_one", "run_trial"]
+           "pick_device", "reusable", "run_one", "run_trial", "train_one"]

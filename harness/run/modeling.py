@@ -115,6 +115,29 @@ def top_of(model: nn.Module, depth: int) -> nn.Module:
 
 
 @dataclass
+class Prefix:
+    """What ``top_of`` takes out of a model: its embeddings and every block (the upper ones stay shared
+    with the top, so they carry its training)."""
+
+    embeddings: nn.Module
+    blocks: list[nn.Module]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "Prefix":
+        base, _, blocks = encoder_parts(model)
+        return cls(base.embeddings, list(blocks))
+
+
+def whole_of(top: nn.Module, prefix: Prefix) -> nn.Module:
+    """Undo ``top_of``: the whole model again, frozen embeddings and lower blocks as loaded, upper blocks
+    and head as trained. It reads text where the top read cached states."""
+    base, holder, _ = encoder_parts(top)
+    base.embeddings = prefix.embeddings
+    holder.layer = nn.ModuleList(prefix.blocks)
+    return top
+
+
+@dataclass
 class Encodings:
     """Token ids of every text, unpadded; ``lengths`` drives length bucketing."""
 
