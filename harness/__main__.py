@@ -270,6 +270,8 @@ def add_model_commands(commands) -> None:
     export.add_argument("--cell", help="the cell's id, e.g. 'n=128|ep=3|freeze=5' (default: the best cell by "
                                        "validation accuracy)")
     export.add_argument("--seed", type=int, help="its evaluation seed (default: the cell's first kept seed)")
+    export.add_argument("--search", type=int, default=1, metavar="R",
+                        help="which of the cell's searches (1, 2, ...; default 1) when it ran several")
     predict = commands.add_parser("predict", help="label texts with an exported model",
                                   description="Label texts with a directory written by harness export: each text's "
                                               "label and the probability of every class, as CSV.")
@@ -315,11 +317,14 @@ def export_command(args: argparse.Namespace, console: Console) -> int:
         raise HarnessError(f"{args.results}: no cell has a kept evaluation run to export")
     if cell not in cells:
         raise HarnessError(f"--cell {cell}: not a cell of {args.results} (its cells: {', '.join(cells)})")
-    seed = first_kept_seed(stored.results, cell) if args.seed is None else args.seed
-    evaluation_record(stored.results, cell, seed)  # a seed it has, and a run that counts: before any training
+    replicate = args.search - 1
+    if replicate < 0:
+        raise HarnessError(f"--search {args.search}: expected 1 or more")
+    seed = first_kept_seed(stored.results, cell, replicate) if args.seed is None else args.seed
+    evaluation_record(stored.results, cell, seed, replicate)  # a run it has, and one that counts: before training
     console.print(f"export: {cell} seed {seed}: training it again from its record", highlight=False, soft_wrap=True)
     done = export(stored.results, cell, seed, out, lambda facts: card.render(stored, parts, facts),
-                  Display(console, enabled=False))
+                  Display(console, enabled=False), replicate)
     facts = done.facts
     console.print(f"{out}: {facts['split']} predictions of the retrained run equal the stored run's; loaded back, "
                   f"the directory agrees on {facts['agree']} of {facts['n']} {facts['split']} texts", highlight=False,

@@ -59,23 +59,27 @@ def compute(a: Stored, b: Stored) -> Comparison:
     if not matched:
         raise HarnessError(f"{b.results.dir}: no cell in common with {a.results.dir} (cells are matched by id, e.g. "
                            f"'{next(iter(have_a), 'n=128|ep=3|freeze=5')}'); nothing to compare")
-    table, paired = contrast(ev_a.Y[[have_a[c] for c in matched]], ev_a.seeds, ev_b.Y[[have_b[c] for c in matched]],
-                             ev_b.seeds, ev_a.groups, a.analysis.alpha, a.analysis.smallest_effect)
+    columns_a, columns_b = (list(zip(ev.replicates.tolist(), ev.seeds.tolist())) for ev in (ev_a, ev_b))
+    table, paired = contrast(ev_a.Y[[have_a[c] for c in matched]], columns_a, ev_b.Y[[have_b[c] for c in matched]],
+                             columns_b, ev_a.groups, a.analysis.alpha, a.analysis.smallest_effect)
     return Comparison(a, b, table.assign(cell=matched)[["cell", *table.columns]], paired,
                       sorted(set(have_a) - set(have_b)), sorted(set(have_b) - set(have_a)))
 
 
-def contrast(Ya: np.ndarray, seeds_a, Yb: np.ndarray, seeds_b, groups: np.ndarray, alpha: float = 0.05,
+def contrast(Ya: np.ndarray, columns_a, Yb: np.ndarray, columns_b, groups: np.ndarray, alpha: float = 0.05,
              delta: float = 0.01) -> tuple[pd.DataFrame, str]:
     """B minus A for M matched cells: Ya (M, Sa, N), Yb (M, Sb, N) per-example correctness (NaN: a run
-    left out), their seeds, the test examples' groups. Returns (one row per cell, how seeds were paired).
+    left out), the (search, seed) of each column (or plain seed numbers: one search), the test examples'
+    groups. Returns (one row per cell, how seeds were paired). Several searches per cell add their luck
+    to the intervals, as in the report.
 
     Shared seed numbers: one two-way model of both sides' runs (seeds paired), max-t over the cells.
     No seed in common: the sides' seeds are independent, so each difference is unpaired (both sides'
     run-to-run variance plus the clustered test part, harness.stats.labelling.difference) at Sidak's
     level over the cells.
     """
-    M, seeds_a, seeds_b = len(Ya), list(seeds_a), list(seeds_b)
+    columns_a, columns_b = ([c if isinstance(c, tuple) else (0, c) for c in cols] for cols in (columns_a, columns_b))
+    M, seeds_a, seeds_b = len(Ya), sorted({s for _, s in columns_a}), sorted({s for _, s in columns_b})
     runs_a, runs_b = (np.isfinite(Y[..., 0]).sum(axis=1) for Y in (Ya, Yb))
     means_a, means_b = ([Y[m][np.isfinite(Y[m][:, 0])].mean() for m in range(M)] for Y in (Ya, Yb))
     table = pd.DataFrame({"runs_a": runs_a, "runs_b": runs_b, "accuracy_a": means_a, "accuracy_b": means_b})
@@ -93,11 +97,12 @@ def contrast(Ya: np.ndarray, seeds_a, Yb: np.ndarray, seeds_b, groups: np.ndarra
             f"the folders share no seed (A: {', '.join(map(str, seeds_a))}; B: {', '.join(map(str, seeds_b))}), so "
             f"each difference is unpaired: both sides' run-to-run variance plus the test part, at Sidak's level "
             f"over the {M} cells")
-    seeds = sorted(set(seeds_a) | set(seeds_b))
-    Y = np.full((2 * M, len(seeds), Ya.shape[2]), np.nan)
-    Y[:M, [seeds.index(s) for s in seeds_a]] = Ya
-    Y[M:, [seeds.index(s) for s in seeds_b]] = Yb
-    comp = grid_model.accuracy_components(Y, groups)
+    columns = sorted(set(columns_a) | set(columns_b))
+    Y = np.full((2 * M, len(columns), Ya.shape[2]), np.nan)
+    Y[:M, [columns.index(c) for c in columns_a]] = Ya
+    Y[M:, [columns.index(c) for c in columns_b]] = Yb
+    comp = grid_model.accuracy_components(Y, groups, replicates=np.array([r for r, _ in columns]),
+                                          seeds=np.array([s for _, s in columns]))
     weights = [np.eye(2 * M)[M + m] - np.eye(2 * M)[m] for m in range(M)]
     family = contrasts.family(comp, [contrasts.Contrast("folder", "A", "B", str(m), w) for m, w in enumerate(weights)],
                               alpha, delta)

@@ -41,9 +41,9 @@ class Exported:
     facts: dict  # what the model card says of the export itself
 
 
-def evaluation_record(results: Results, cell: str, seed: int) -> RunRecord:
-    """The stored evaluation run of ``cell`` and ``seed``; it must be one that counts."""
-    runs = {r.seed: r for r in results.records() if r.role == "eval" and r.cell == cell}
+def evaluation_record(results: Results, cell: str, seed: int, replicate: int = 0) -> RunRecord:
+    """The stored evaluation run of ``cell`` and ``seed`` (of search ``replicate``); it must be one that counts."""
+    runs = {r.seed: r for r in results.records() if r.role == "eval" and r.cell == cell and r.replicate == replicate}
     if not runs:
         raise HarnessError(f"--cell {cell}: {results.dir} has no evaluation run of this cell")
     if seed not in runs:
@@ -56,9 +56,10 @@ def evaluation_record(results: Results, cell: str, seed: int) -> RunRecord:
     return runs[seed]
 
 
-def first_kept_seed(results: Results, cell: str) -> int:
-    """The cell's lowest evaluation seed whose run counts."""
-    seeds = sorted(r.seed for r in results.records() if r.role == "eval" and r.cell == cell and kept(r))
+def first_kept_seed(results: Results, cell: str, replicate: int = 0) -> int:
+    """The cell's lowest evaluation seed (of search ``replicate``) whose run counts."""
+    seeds = sorted(r.seed for r in results.records() if r.role == "eval" and r.cell == cell and kept(r)
+                   and r.replicate == replicate)
     if not seeds:
         raise HarnessError(f"--cell {cell}: no evaluation run of this cell counts (each failed, diverged or "
                            "collapsed); choose another cell")
@@ -77,14 +78,14 @@ def check_out(out: Path) -> None:
 
 
 def export(results: Results, cell_id: str, seed: int, out: Path, card: Callable[[dict], str],
-           display: Display | None = None) -> Exported:
+           display: Display | None = None, replicate: int = 0) -> Exported:
     """Train the stored run again, check it, and write the directory: config, weights, tokenizer, card.
 
     Nothing is written unless the retrained run's test predictions equal the stored ones.
     """
     display = display or Display(enabled=False)
     check_out(out)
-    record = evaluation_record(results, cell_id, seed)
+    record = evaluation_record(results, cell_id, seed, replicate)
     study = results.study()
     cells = {c.id: c for c in expand(study)}
     if cell_id not in cells:
