@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a study key, e.g. --set search.trials=2 (repeatable)")
     run.add_argument("--results", help="results directory (default: results/<study name>)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (trainings left and an estimate of their time here) and stop; "
+                          "nothing is written to the results directory")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--threads", type=int, default=0, metavar="N",
                      help="torch CPU threads (default: all; 1 is faster on cores other jobs share)")
@@ -90,7 +93,9 @@ def run_command(args: argparse.Namespace, console: Console) -> int:
     results = Results(args.results or Path("results") / study.name)
     set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:
-        run_study(study, args.study, results, display)
+        run_study(study, args.study, results, display, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     if args.no_report:
         display.summary(*reversed(summary_rows(results.dir)))
         return 0

@@ -16,7 +16,7 @@ import optuna
 
 from harness import evidence, waves
 
-from harness.run import tuning
+from harness.run import plan, tuning
 from harness.data import Findings
 from harness.study import ALL, Cell, Study, axes_of, expand
 from harness.data import load_dataset
@@ -27,32 +27,57 @@ from harness.records import RunRecord
 from harness.store import Results
 
 
-def start(ctx: Context, results: Results, study_file: str, **manifest) -> None:
-    """Write the manifest and the splits; the caller holds the folder and has checked the inputs."""
-    results.check_owner(ctx.study, ctx.data.source)  # again, now that the folder is held
-    if ctx.data.dropped_empty:
-        ctx.display.log(f"data: dropped {ctx.data.dropped_empty} rows with empty text")
+def log_data(ctx: Context) -> None:
+    """What the data as loaded holds that a user should know: rows left out, label order, the audit."""
+    for line in getattr(ctx.data, "notes", []):
+        ctx.display.log(f"data: {line}")
     for line in Findings(**ctx.data.audit).lines():
         ctx.display.log(f"data audit: {line}")
+
+
+def start(ctx: Context, results: Results, study_file: str, log: bool = True, **manifest) -> None:
+    """Write the manifest and the splits; the caller holds the folder and has checked the inputs."""
+    results.check_owner(ctx.study, ctx.data.source)  # again, now that the folder is held
+    if log:
+        log_data(ctx)
     previous = results.last_session_unfinished()
     if previous and results.raw_records():
         ctx.display.log(f"resuming: the previous session (pid {previous['pid']} on {previous.get('host')}, "
                         f"started {previous.get('started')}) ended without finishing")
-    results.write_manifest(ctx.study, study_file, device_name(ctx.device), ctx.data.source, **manifest)
+    results.write_manifest(ctx.study, study_file, device_name(ctx.device), ctx.data.source,
+                           models=list(ctx.models.values()), **manifest)
     results.write_splits(ctx.data.splits())
+    results.write_pairs(getattr(ctx.data, "pairs", None))
 
 
 def check_inputs(study: Study, results: Results, display: Display) -> Context:
     """Load and check the data, the models and the results folder, without writing a byte."""
     results.check_writable()
     results.check_owner(study)
-    dataset = load_dataset(study.data)
+    results.records()  # a corrupt record stops here, naming its line
+    dataset = load_dataset(study.data, display.phase)
+    display.end_phase()
     results.check_owner(study, dataset.source)
     results.check_splits(dataset.splits())
     cells = expand(study)
     for cell in cells:
         check_size(dataset, cell)
     return load_context(study, cells, dataset, display)
+
+
+def show_plan(ctx: Context, results: Results, measured: bool | None = None, detail: bool = False) -> None:
+    """The plan in one line: its trainings and, when ``measured`` (None: when there are more than
+    plan.QUICK of them), their time here from a quick measurement; ``detail``: a line per cell too."""
+    p = plan.plan(ctx.cells, ctx.depths, ctx.data, results.records())
+    speeds, est = {}, None
+    if (p.trainings or p.wave_runs) and (measured or measured is None and p.trainings + p.wave_runs > plan.QUICK):
+        rows = ctx.rows_needed()
+        speeds = plan.measure(p, ctx.data, ctx.device, rows)
+        est = plan.estimate(p, speeds, len(rows) if p.prefix else 0)
+    ctx.display.log(plan.describe(p, est, device_name(ctx.device)))
+    if detail:
+        for line in plan.cell_lines(p, speeds):
+            ctx.display.log(line)
 
 
 def check_size(dataset, cell: Cell) -> None:
@@ -67,10 +92,16 @@ def check_size(dataset, cell: Cell) -> None:
                                f"at least one example of each of the {dataset.n_classes} classes")
 
 
-def run_study(study: Study, study_file: str, results: Results, display: Display) -> list[RunRecord]:
+def run_study(study: Study, study_file: str, results: Results, display: Display,
+              dry_run: bool = False) -> list[RunRecord]:
+    """Train what the store lacks of ``study``; ``dry_run``: print the plan and stop, writing nothing."""
     ctx = check_inputs(study, results, display)  # bad input stops here, before a byte is written
+    log_data(ctx)
+    show_plan(ctx, results, measured=dry_run or None, detail=dry_run)
+    if dry_run:
+        return []
     with results.hold():
-        start(ctx, results, study_file)
+        start(ctx, results, study_file, log=False)
         done = results.done()
         finished = [c for c in ctx.cells if all((c.id, "eval", s) in done for s in c.study.seeds.evaluate)]
         display.start_grid(len(ctx.cells), len(finished))
@@ -93,6 +124,9 @@ def run_cell(ctx: Context, results: Results, cell: Cell) -> None:
         ctx.inputs(cell)
     except Exception:  # noqa: BLE001 - each run of the cell meets it again and records it as failed
         pass
+    stored = (results.manifest() or {}).get("encodings", [])
+    if len(stored) < len(ctx.truncation) or any(e not in stored for e in ctx.truncation.values()):
+        results.update_manifest(encodings=list(ctx.truncation.values()))  # texts cut at max_length
     params = tune_cell(ctx, results, cell) if study.search.trials else fixed_params(cell)
     tuned = [r for r in results.records() if r.cell == cell.id and r.role == "tune"]
     for seed in study.seeds.evaluate:
@@ -154,6 +188,7 @@ def train_wave(ctx: Context, results: Results, plan: dict) -> None:
             record = dataclasses.replace(evaluation(ctx, cell, seed, params, tuned), wave=plan["wave"])
             results.append(record)
             ctx.display.run_done(record.status)
+        ctx.display.cell_done(grid=False)
 
 
-__all__ = ["check_inputs", "run_cell", "run_study", "run_waves", "start", "train_wave"]
+__all__ = ["check_inputs", "log_data", "run_cell", "run_study", "run_waves", "show_plan", "start", "train_wave"]
