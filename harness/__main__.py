@@ -83,13 +83,18 @@ def ctrl_c_stops() -> Iterator[None]:
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.run.hub import check_model
+    from harness.study import expand, load_study
+
+    study = load_study(args.study, args.overrides)
+    for name in dict.fromkeys(c.study.model.name for c in expand(study)):
+        check_model(name)  # before torch is imported: a model that cannot be had fails at once
+
     from harness.run.display import Display
     from harness.report import summary_rows, write_report_and_rows
     from harness.run.runner import run_study
     from harness.store import Results
-    from harness.study import load_study
 
-    study = load_study(args.study, args.overrides)
     results = Results(args.results or Path("results") / study.name)
     set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:

