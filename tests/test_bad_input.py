@@ -83,7 +83,7 @@ CASES = [
     ("freeze-deeper-than-model", GOOD, ["grid.freeze=[9]"],
      ["grid.freeze: 9 is deeper than the model's 6 encoder blocks"]),
     ("unknown-model-offline", GOOD, ['model.name="no-such-org/no-such-model"'],
-     ["model.name 'no-such-org/no-such-model'", "cannot load"]),
+     ["model.name 'no-such-org/no-such-model'", "not in the Hugging Face cache"]),
     ("unreachable-url", GOOD, ['data.source="http://127.0.0.1:9/x.csv"'],
      ["data.source 'http://127.0.0.1:9/x.csv'", "cannot download"]),
     ("checksum-mismatch", GOOD, [f'data.sha256="{"0" * 64}"'], ["data.source 'data.csv'", "sha256 is", "expected 000"]),

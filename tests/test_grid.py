@@ -99,3 +99,10 @@ def test_growing_a_study_alters_no_stored_cell(change):
 ])
 def test_a_change_to_a_stored_cell_is_named_with_its_old_and_new_value(change, said):
     assert conflict(load_study(SMOKE), load_study(SMOKE, change)).startswith(said)
+
+
+def test_a_data_source_is_compared_and_shown_without_its_password():
+    stored = load_study(SMOKE, ['data.source="http://***@example.org/d.csv"'])  # as the manifest keeps it
+    assert conflict(stored, load_study(SMOKE, ['data.source="http://ann:s3cret@example.org/d.csv"'])) is None
+    said = conflict(stored, load_study(SMOKE, ['data.source="http://ann:s3cret@example.org/e.csv"']))
+    assert said == 'data.source was "http://***@example.org/d.csv", now "http://***@example.org/e.csv"'

@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, redact
 from harness.study.axes import Axis, axes_of, block_name, cell_id, sort_key
 from harness.study.schema import Study, setting, with_values
 
@@ -89,6 +89,8 @@ def conflict(old: Study, new: Study) -> str | None:
     """
     for f in dataclasses.fields(old.data):
         before, after = getattr(old.data, f.name), getattr(new.data, f.name)
+        if f.name == "source":  # the manifest keeps it without a password: compare (and show) it so
+            before, after = redact(before), redact(after)
         if before != after:
             return f"data.{f.name} was {_shown(before)}, now {_shown(after)}"
     columns = [[a.column for a in axes_of(s)] for s in (old, new)]
