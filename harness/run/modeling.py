@@ -140,6 +140,7 @@ class Encodings:
 
 
 TOKENIZE_CHUNK = 8192  # texts per tokenizer call, so that a long pass shows progress
+PREFIX_TOKENS = 16384  # padded tokens per batch of the frozen-prefix pass
 
 
 def tokenize(name: str, texts: list[str], max_length: int, rows: np.ndarray | None = None,
@@ -190,7 +191,7 @@ def pad(encodings: Encodings, rows: np.ndarray) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def frozen_prefix(model: nn.Module, encodings: Encodings, rows: np.ndarray, depths: list[int],
-                  device: torch.device, batch_size: int = 64,
+                  device: torch.device, batch_size: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> dict[int, torch.Tensor]:
     """Hidden states after the embeddings and k frozen blocks, for every k in ``depths``.
 
@@ -203,6 +204,8 @@ def frozen_prefix(model: nn.Module, encodings: Encodings, rows: np.ndarray, dept
     n_blocks = len(encoder_parts(model)[2])
     hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
     width = int(encodings.lengths[rows].max())
+    # a batch of about PREFIX_TOKENS tokens: on a CPU 256 short texts a batch ran 25% faster than 64
+    batch_size = batch_size or min(256, max(16, PREFIX_TOKENS // width))
     out = {d: torch.zeros((len(rows), 1 if d == n_blocks else width, hidden)) for d in depths}
     model.eval().to(device)
     base = encoder_parts(model)[0]
