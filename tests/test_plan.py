@@ -59,3 +59,12 @@ def test_the_estimate_is_runs_times_their_epochs_plus_the_prefix_pass():
     assert line.startswith("plan: 4 cells (0 done): 8 tuning trainings and 8 evaluation runs, at most")
     assert "up to 4 more runs in added waves" in line and "quick measurement on this machine, cpu" in line
     assert math.isinf(smoke_plan([]).wave_budget_s)
+
+
+def test_the_dry_run_lines_give_each_cells_time_from_the_same_estimate():
+    p = smoke_plan([record("n=64|ep=3|freeze=all", "eval", 1)])
+    speed = plan.Speed(load=1.0, train=0.01, predict=0.001, prefix=0.05)
+    est = plan.estimate(p, {c.kind: speed for c in p.cells}, texts=1000)
+    assert sum(est.cells.values()) == pytest.approx(est.first)
+    lines = plan.cell_lines(p, est)
+    assert lines[0] == "  n=64|ep=3|freeze=all: 2 tuning trainings, 1 evaluation runs, at most 10 s"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -73,6 +73,7 @@ class Estimate:
     first: float  # seconds: tuning and the first wave's evaluation runs
     waves: float  # seconds the added waves may take at most
     prefix: float  # seconds of the frozen-prefix passes
+    cells: dict[str, float] = field(default_factory=dict)  # cell id -> seconds of its first-wave trainings
 
 
 def plan(cells: list[Cell], depths: dict[str, int], data, records: list) -> Plan:
@@ -110,11 +111,12 @@ def run_seconds(cell: CellPlan, speed: Speed, role: str) -> float:
 def estimate(p: Plan, speeds: dict[tuple[str, int, int], Speed], texts: int) -> Estimate:
     """Seconds the plan takes at most, from the measured ``speeds`` and the ``texts`` each frozen-prefix
     pass encodes. The one cost model of the harness: replace it here."""
-    first = sum(c.tune * run_seconds(c, speeds[c.kind], "tune") + c.evaluate * run_seconds(c, speeds[c.kind], "eval")
-                for c in p.cells if c.tune or c.evaluate)
+    cells = {c.cell.id: c.tune * run_seconds(c, speeds[c.kind], "tune") + c.evaluate * run_seconds(c, speeds[c.kind],
+                                                                                                  "eval")
+             for c in p.cells if c.tune or c.evaluate}
     waves = sum(c.waves * run_seconds(c, speeds[c.kind], "eval") for c in p.cells if c.waves)
     prefix = sum(texts * max(s.prefix for k, s in speeds.items() if k[:2] == key) for key in p.prefix)
-    return Estimate(first, min(waves, p.wave_budget_s), prefix)
+    return Estimate(sum(cells.values()), min(waves, p.wave_budget_s), prefix, cells)
 
 
 def measure(p: Plan, data, device: torch.device, rows: np.ndarray) -> dict[tuple[str, int, int], Speed]:
@@ -182,15 +184,13 @@ def _time(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def cell_lines(p: Plan, speeds: dict, est_of=run_seconds) -> list[str]:
+def cell_lines(p: Plan, est: Estimate | None) -> list[str]:
     """One line per cell left to train: its trainings and their time at most (for --dry-run)."""
     out = []
     for c in p.cells:
         if not (c.tune or c.evaluate or c.waves):
             continue
-        speed = speeds.get(c.kind)
-        seconds = "" if speed is None else \
-            f", at most {_time(c.tune * est_of(c, speed, 'tune') + c.evaluate * est_of(c, speed, 'eval'))}"
+        seconds = f", at most {_time(est.cells[c.cell.id])}" if est and c.cell.id in est.cells else ""
         waves = f", up to {c.waves} in added waves" if c.waves else ""
         out.append(f"  {c.cell.id}: {c.tune} tuning trainings, {c.evaluate} evaluation runs{waves}{seconds}")
     return out

@@ -72,14 +72,13 @@ def show_plan(ctx: Context, results: Results, measured: bool | None = None, deta
     """The plan in one line: its trainings and, when ``measured`` (None: when there are more than
     plan.QUICK of them), their time here from a quick measurement; ``detail``: a line per cell too."""
     p = plan.plan(ctx.cells, ctx.depths, ctx.data, results.records())
-    speeds, est = {}, None
+    est = None
     if (p.trainings or p.wave_runs) and (measured or measured is None and p.trainings + p.wave_runs > plan.QUICK):
         rows = ctx.rows_needed()
-        speeds = plan.measure(p, ctx.data, ctx.device, rows)
-        est = plan.estimate(p, speeds, len(rows) if p.prefix else 0)
+        est = plan.estimate(p, plan.measure(p, ctx.data, ctx.device, rows), len(rows) if p.prefix else 0)
     ctx.display.log(plan.describe(p, est, device_name(ctx.device)))
     if detail:
-        for line in plan.cell_lines(p, speeds):
+        for line in plan.cell_lines(p, est):
             ctx.display.log(line)
 
 
