@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
                      help="override a study key, e.g. --set search.trials=2 (repeatable)")
     run.add_argument("--results", help="results directory (default: results/<study name>)")
     run.add_argument("--no-report", action="store_true", help="do not write report.md at the end")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (trainings left and an estimate of their time here) and stop; "
+                          "nothing is written to the results directory")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--threads", type=int, default=0, metavar="N",
                      help="torch CPU threads (default: all; 1 is faster on cores other jobs share)")
@@ -83,17 +86,24 @@ def ctrl_c_stops() -> Iterator[None]:
 
 
 def run_command(args: argparse.Namespace, console: Console) -> int:
+    from harness.run.hub import check_model
+    from harness.study import expand, load_study
+
+    study = load_study(args.study, args.overrides)
+    for name in dict.fromkeys(c.study.model.name for c in expand(study)):
+        check_model(name)  # before torch is imported: a model that cannot be had fails at once
+
     from harness.run.display import Display
     from harness.report import summary_rows, write_report_and_rows
     from harness.run.runner import run_study
     from harness.store import Results
-    from harness.study import load_study
 
-    study = load_study(args.study, args.overrides)
     results = Results(args.results or Path("results") / study.name)
     set_threads(args.threads)
     with Display(console, enabled=not args.quiet) as display:
-        run_study(study, args.study, results, display)
+        run_study(study, args.study, results, display, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     if args.no_report:
         display.summary(*reversed(summary_rows(results.dir)))
         return 0

@@ -26,7 +26,7 @@ import pandas as pd
 
 from harness.errors import HarnessError, redact
 from harness.records import RunRecord
-from harness.study import Study, build
+from harness.study import Study, build, conflict
 
 PACKAGES = ("torch", "transformers", "optuna", "numpy", "pandas", "scipy", "statsmodels", "seaborn", "rich",
             "joblib")
@@ -42,6 +42,7 @@ class Results:
     runs = property(lambda self: self.dir / "runs.jsonl")
     manifest_path = property(lambda self: self.dir / "manifest.json")
     splits_path = property(lambda self: self.dir / "splits.json")
+    pairs_path = property(lambda self: self.dir / "duplicates.csv.gz")
     optuna_url = property(lambda self: f"sqlite:///{self.dir.resolve() / 'optuna.db'}")
     journal = property(lambda self: self.dir / "journal.log")
     worker_lock = property(lambda self: self.dir / ".lock")
@@ -54,18 +55,43 @@ class Results:
 
     def records(self) -> list[RunRecord]:
         """Every complete record; a torn last line (a crash mid-write) is skipped."""
-        return [RunRecord.from_dict(r) for r in self.raw_records()]
+        out = []
+        for number, raw in enumerate(self.raw_records(), start=1):
+            try:
+                out.append(RunRecord.from_dict(raw))
+            except (TypeError, KeyError, AttributeError) as exc:
+                raise HarnessError(f"{self.runs}: line {number}: not a run record ({exc}); move the file aside or "
+                                   "remove that line") from None
+        return out
 
     def raw_records(self) -> list[dict]:
+        """Every complete line as stored. A line that is not a JSON object stops with one line naming it,
+        unless it is a torn last line (no newline: a crash mid-write), which is skipped (``torn_tail``)."""
         if not self.runs.exists():
             return []
         out = []
-        with open(self.runs, encoding="utf-8") as handle:
-            for line in handle:
+        with open(self.runs, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, start=1):
                 if not line.endswith("\n"):
                     break  # torn tail
-                out.append(json.loads(line))
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise HarnessError(f"{self.runs}: line {number}: not a valid JSON record ({exc.msg} at column "
+                                       f"{exc.colno}); move the file aside or remove that line") from None
+                if not isinstance(record, dict):
+                    raise HarnessError(f"{self.runs}: line {number}: expected a JSON object, found "
+                                       f"{type(record).__name__}; move the file aside or remove that line")
+                out.append(record)
         return out
+
+    def torn_tail(self) -> int:
+        """Bytes after the last newline of runs.jsonl: a record cut short by a crash, skipped (0: none)."""
+        if not self.runs.exists() or self.runs.stat().st_size == 0:
+            return 0
+        with open(self.runs, "rb") as handle:
+            data = handle.read()
+        return len(data) - (data.rfind(b"\n") + 1)
 
     def done(self) -> set[tuple]:
         """Keys of finished records: (cell, role, seed) for evaluation, (cell, role, trial) for tuning."""
@@ -112,19 +138,30 @@ class Results:
         return build(Study, manifest["study"], str(self.manifest_path), "")
 
     def check_owner(self, study: Study, data: dict | None = None) -> None:
-        """Refuse a folder written by another study, a changed one, or the same study on changed data."""
+        """Refuse a folder whose stored cells this study would change, or the same study on changed data.
+
+        A study may grow into its folder: more values on an axis, more seeds, another grid block
+        (harness.study.conflict). A change that would alter a stored cell or the data all cells
+        share is refused with one line naming the key, its old and its new value.
+        """
         manifest = self.manifest()
         if manifest is None:
             return
-        fingerprint = manifest.get("fingerprint")
-        if manifest.get("schema", 1) < MANIFEST_SCHEMA:  # fingerprinted by an older harness: recompute
-            with contextlib.suppress(HarnessError, KeyError, TypeError):
-                fingerprint = self.study().fingerprint()
-        if fingerprint != study.fingerprint():
-            raise HarnessError(
-                f"{self.dir}: written by study '{manifest.get('study', {}).get('name')}' with fingerprint "
-                f"{manifest.get('fingerprint')}, not this study '{study.name}' ({study.fingerprint()}); "
-                "use --results for a new directory")
+        try:
+            stored = self.study()
+        except (HarnessError, KeyError, TypeError):  # a manifest this harness cannot rebuild: fingerprints only
+            stored = None
+        name = manifest.get("study", {}).get("name")
+        if name != study.name:
+            raise HarnessError(f"{self.dir}: written by study '{name}', not this study '{study.name}'; use --results "
+                               "for a new directory")
+        problem = conflict(stored, study) if stored is not None else (
+            None if manifest.get("fingerprint") == study.fingerprint() else
+            f"written by study '{manifest.get('study', {}).get('name')}' with fingerprint {manifest.get('fingerprint')}"
+            f", not this study '{study.name}' ({study.fingerprint()})")
+        if problem:
+            raise HarnessError(f"{self.dir}: {problem}; it would change what the stored runs mean: use --results "
+                               "for a new directory")
         old = manifest.get("data") or {}
         if data and old.get("sha256") and old["sha256"] != data["sha256"]:
             raise HarnessError(
@@ -139,8 +176,13 @@ class Results:
         as_dict["data"]["source"] = redact(as_dict["data"]["source"])  # no user:password@ on disk
         now = _now()
         session = {"started": now, "device": device, "host": platform.node(), "pid": os.getpid()}
+        history = old.get("history") or ([{"fingerprint": old["fingerprint"], "study": old["study"],
+                                            "from": old.get("created")}] if old.get("study") else [])
+        if not history or history[-1]["fingerprint"] != study.fingerprint():  # the study grew (or is new)
+            history = history + [{"fingerprint": study.fingerprint(), "study": as_dict, "from": now}]
         manifest = old | {
             "schema": MANIFEST_SCHEMA, "study": as_dict, "fingerprint": study.fingerprint(), "study_file": study_file,
+            "history": history,
             "git_commit": git_commit(), "packages": package_versions(), "python": platform.python_version(),
             "device": device, "created": old.get("created", now), "sessions": old.get("sessions", []) + [session],
             "data": data or old.get("data"), **extra}
@@ -163,6 +205,16 @@ class Results:
         """The fixed validation and test labels (and groups), so the report scores stored predictions."""
         if not self.splits_path.exists():
             write_atomic(self.splits_path, json.dumps(splits))
+
+    def write_pairs(self, pairs) -> None:
+        """Every duplicate pair the data audit found (harness.data.audit.pairs_table), beside splits.json."""
+        if pairs is not None and not self.pairs_path.exists():
+            tmp = self.dir / "duplicates.tmp.csv.gz"
+            pairs.to_csv(tmp, index=False)
+            tmp.replace(self.pairs_path)
+
+    def pairs(self) -> pd.DataFrame | None:
+        return pd.read_csv(self.pairs_path) if self.pairs_path.exists() else None
 
     def splits(self) -> dict:
         return json.loads(self.splits_path.read_text()) if self.splits_path.exists() else {}

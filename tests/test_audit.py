@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import sparse
 
-from harness.data import audit
+from harness.data import audit, minhash
 from harness.data import split
 from harness.data import read_builtin
 
@@ -150,3 +150,77 @@ def test_findings_print_and_serialise(grouped):
 def test_unknown_policy_is_an_error():
     with pytest.raises(ValueError, match="dedupe policy 'merge'"):
         audit.audit(["a"], [0], policy="merge")
+
+
+# --- the vectorised MinHash (harness.data.minhash) -------------------------------------------
+
+def random_pairs(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """Pairs of word texts that share a random share of their words: Jaccards from about 0 to 1."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{k:04d}" for k in range(3000)]
+    out = []
+    for _ in range(n):
+        shared = list(rng.choice(words, rng.integers(0, 30)))
+        a = shared + list(rng.choice(words, rng.integers(1, 20)))
+        b = shared + list(rng.choice(words, rng.integers(1, 20)))
+        out.append((" ".join(a), " ".join(b)))
+    return out
+
+
+def test_minhash_estimates_the_exact_jaccard_without_bias():
+    """On pairs not chosen by LSH, the share of equal signature rows estimates the exact Jaccard: mean error
+    within 4 standard errors of 0, spread near the binomial sd sqrt(J(1-J)/128) (Broder 1997)."""
+    pairs = random_pairs(400)
+    texts = [t for pair in pairs for t in pair]
+    sig = minhash.signatures(texts, audit.NGRAM, audit.NUM_PERM, seed=1)
+    codes = np.arange(0, len(texts), 2, dtype=np.int64) * len(texts) + np.arange(1, len(texts), 2)
+    estimate = minhash.agreement(sig, codes)
+    exact = np.array([audit.jaccard(audit.shingles(a), audit.shingles(b)) for a, b in pairs])
+    error = estimate - exact
+    assert exact.min() < 0.2 and exact.max() > 0.7  # the pairs span the range
+    assert abs(error.mean()) < 4 * error.std() / np.sqrt(len(error))
+    theory = np.sqrt(exact * (1 - exact) / audit.NUM_PERM).mean()
+    assert 0.7 * theory < error.std() < 1.3 * theory
+
+
+def test_window_hashes_do_not_depend_on_the_chunk():
+    texts = ["short", "a longer text of words", "abc", "caf\u00e9 \U0001F600 ok"]
+    whole = minhash.signatures(texts, 5, 16, seed=3)
+    alone = np.concatenate([minhash.signatures([t], 5, 16, seed=3) for t in texts])
+    assert (whole == alone).all()
+    hashes, first = minhash.window_hashes(texts, 5)
+    assert first.tolist() == [0, 1, 19, 20] and len(hashes) == 1 + 18 + 1 + 5  # "abc": one padded window
+
+
+def test_a_huge_bucket_is_paired_within_the_window_and_stays_joined():
+    sig = np.zeros((500, 10), dtype=np.uint32)  # 500 texts with one signature: one bucket in each band
+    codes, capped = minhash.candidates(sig, b=2, r=5, window=8)
+    i, j = np.divmod(codes, len(sig))
+    assert capped == 2 and (j - i).max() == 7 and len(codes) == sum(500 - d for d in range(1, 8))
+    from scipy.sparse.csgraph import connected_components
+    graph = sparse.coo_matrix((np.ones(len(i)), (i, j)), shape=(500, 500))
+    assert connected_components(graph, directed=False)[0] == 1
+
+
+def test_the_pairs_table_lists_every_exact_and_near_pair(planted):
+    texts, labels, where, got, dups = planted
+    table = got.pairs
+    assert len(table) == got.findings.exact_extra_rows + got.findings.near_pairs
+    near = table[table["kind"] == "near"]
+    assert [tuple(r) for r in near[["row_a", "row_b"]].to_numpy()] == [where["near"]]
+    assert near["jaccard"].iloc[0] >= audit.THRESHOLD and near["jaccard_exact"].all()
+    conflict = table[(table["row_a"] == where["conflict"][0]) & (table["row_b"] == where["conflict"][1])]
+    assert conflict[["label_a", "label_b"]].to_numpy().tolist() == [[labels[30], 1 - labels[30]]]
+
+
+def test_off_skips_the_search(tmp_path):
+    from harness.data import load_dataset
+    from harness.study import DataSpec
+
+    rows = ["text,label"] + [f"same text here,{i % 2}" for i in range(40)] + [f"other {i},{i % 2}" for i in range(40)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(DataSpec(source=str(tmp_path / "d.csv"), text_column="text", label_column="label",
+                                 dedupe="off"))
+    found = audit.Findings(**data.audit)
+    assert not found.searched and found.exact_sets == 0 and data.pairs.empty
+    assert found.lines() == ["80 rows: not searched for duplicates (data.dedupe = \"off\")"]

@@ -11,6 +11,7 @@ command in its own process (``SUBPROCESS``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -83,7 +84,7 @@ CASES = [
     ("freeze-deeper-than-model", GOOD, ["grid.freeze=[9]"],
      ["grid.freeze: 9 is deeper than the model's 6 encoder blocks"]),
     ("unknown-model-offline", GOOD, ['model.name="no-such-org/no-such-model"'],
-     ["model.name 'no-such-org/no-such-model'", "cannot load"]),
+     ["model.name 'no-such-org/no-such-model'", "not in the Hugging Face cache"]),
     ("unreachable-url", GOOD, ['data.source="http://127.0.0.1:9/x.csv"'],
      ["data.source 'http://127.0.0.1:9/x.csv'", "cannot download"]),
     ("checksum-mismatch", GOOD, [f'data.sha256="{"0" * 64}"'], ["data.source 'data.csv'", "sha256 is", "expected 000"]),
@@ -138,16 +139,16 @@ def snapshot(directory: Path) -> dict[str, bytes]:
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
-def owned_results(root: Path, study_file: Path, overrides: list[str], fingerprint: str | None = None) -> Path:
-    """results/bad as a finished earlier session of this study left it (or of another study)."""
+def owned_results(root: Path, study_file: Path, overrides: list[str], owner: str | None = None) -> Path:
+    """results/bad as a finished earlier session of this study left it (or of study ``owner``)."""
     try:
         study = load_study(study_file, overrides)
     except HarnessError:  # the case fails at load time: any owner will do
         study = Study(name="bad")
+    if owner:
+        study = dataclasses.replace(study, name=owner)
     results = Results(root / "results" / "bad")
     results.write_manifest(study, str(study_file), "cpu")
-    if fingerprint:
-        results.update_manifest(fingerprint=fingerprint)
     results.append(RunRecord(study="bad", cell="n=16|ep=1|freeze=all", axes={"data_size": 16, "epochs": 1,
                              "freeze": "all"}, role="eval", seed=1, params={}, device="cpu"))
     results = results.dir
@@ -225,8 +226,8 @@ def test_the_command_leaves_ctrl_c_handling_as_it_found_it(tmp_path, monkeypatch
 
 # cases about the study file itself or the results directory, not a --set away from the good study
 @pytest.mark.parametrize("study_text, study_name, owner, parts", [
-    (STUDY, "study.toml", "f" * 16, ["results/bad: written by study 'bad' with fingerprint ffff",
-                                     "use --results for a new directory"]),
+    (STUDY, "study.toml", "other", ["results/bad: written by study 'other', not this study 'bad'",
+                                    "use --results for a new directory"]),
     (STUDY.replace("trials = 0", "trials = 0\ntrails = 2"), "study.toml", None,
      ["study.toml", "key 'search.trails': unknown key"]),
     (STUDY.replace('name = "bad"', 'name = "bad"\nname = "twice"'), "study.toml", None,
@@ -240,7 +241,7 @@ def test_the_command_leaves_ctrl_c_handling_as_it_found_it(tmp_path, monkeypatch
         "credentials-in-url-redacted", "credentials-in-url-without-port"])
 def test_bad_study_file_or_results_directory(tmp_path, study_text, study_name, owner, parts):
     (tmp_path / "data.csv").write_bytes(GOOD)
-    owned_results(tmp_path, write_study(tmp_path, study_text), [], fingerprint=owner)
+    owned_results(tmp_path, write_study(tmp_path, study_text), [], owner=owner)
     before = snapshot(tmp_path)
     line = assert_one_line_error(harness_run(tmp_path, study_name), parts)
     assert "s3cret" not in line
@@ -359,3 +360,33 @@ def test_bad_input_to_the_commands_that_read_results(tmp_path, args, extra_env, 
                           | {k: fill(v) for k, v in extra_env.items()})
     assert_one_line_error(done, parts)
     assert snapshot(tmp_path) == before  # nothing written beside the folders, nothing in them
+
+
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_a_corrupt_record_in_the_middle_of_the_store_is_one_line_naming_it(tmp_path, command):
+    """Not a torn last line (a crash mid-write, skipped) but a damaged one with records after it."""
+    (tmp_path / "data.csv").write_bytes(GOOD)
+    results = owned_results(tmp_path, write_study(tmp_path), [])
+    for seed in (2, 3):
+        Results(results).append(RunRecord(study="bad", cell="n=16|ep=1|freeze=all", axes={"data_size": 16, "epochs": 1,
+                                          "freeze": "all"}, role="eval", seed=seed, params={}, device="cpu"))
+    lines = (results / "runs.jsonl").read_text().splitlines(keepends=True)
+    (results / "runs.jsonl").write_text(lines[0] + lines[1][:50] + "\n" + lines[2])
+    before = snapshot(tmp_path)
+    if command == "run":
+        done = harness_run(tmp_path, "study.toml")
+    else:
+        done = subprocess.run([sys.executable, "-m", "harness.report", "results/bad"], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+    assert_one_line_error(done, ["results/bad/runs.jsonl: line 2: not a valid JSON record", "remove that line"])
+    assert snapshot(tmp_path) == before
+
+
+def test_a_hub_model_that_cannot_be_had_fails_at_once_without_retries(tmp_path):
+    (tmp_path / "data.csv").write_bytes(GOOD)
+    owned_results(tmp_path, write_study(tmp_path), [])
+    before = snapshot(tmp_path)
+    done = harness_run(tmp_path, "study.toml", "--set", "model.name=someone/no-such-model")
+    assert_one_line_error(done, ["model.name 'someone/no-such-model': not a local directory, not in the Hugging Face "
+                                 "cache", "(HF_HUB_OFFLINE is set)"])
+    assert "Retry" not in done.stderr and snapshot(tmp_path) == before

@@ -105,3 +105,59 @@ def test_split_thresholds_give_a_three_class_labelling_the_binary_splits(snippet
     assert np.bincount(twin.labels).tolist() == [1235, 748, 1725]  # 748 near-neutral: (-0.5, 0.5]
     own = load_dataset(dataclasses.replace(SNIPPETS, **three))
     assert not np.array_equal(own.test, snippets.test)
+
+
+def test_text_labels_in_sorted_order_are_said_and_class_names_set_the_order():
+    column = pd.Series(["positive", "negative", "positive"], name="sentiment")
+    labels, names, _, _, mapping = encode_labels(column, DataSpec(), "x")
+    assert labels.tolist() == [1, 0, 1] and names == ["negative", "positive"] and mapping["order"] == "sorted"
+    labels, names, _, _, mapping = encode_labels(column, DataSpec(class_names=("positive", "negative")), "x")
+    assert labels.tolist() == [0, 1, 0] and names == ["positive", "negative"] and mapping["order"] == "class_names"
+    assert [c["from"] for c in mapping["classes"]] == ["value 'positive'", "value 'negative'"]
+
+
+@pytest.mark.parametrize("values, names", [([0.0, 1.0, 1.0], ["0", "1"]), ([1, 0, 1], ["0", "1"]),
+                                           ([0.5, 2.0, 0.5], ["0.5", "2"]), ([2, 10, 2], ["2", "10"])])
+def test_number_labels_are_named_as_written(values, names):
+    assert encode_labels(pd.Series(values, name="y"), DataSpec(), "x")[1] == names
+
+
+def test_rows_left_out_are_counted_and_noted(tmp_path):
+    rows = ["text,label"] + [f"text number {i},{['negative', 'positive'][i % 2]}" for i in range(50)] + \
+        ['"  ",positive', ",negative"] + [f"late row {i},positive" for i in range(10)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    data = load_dataset(DataSpec(source=str(tmp_path / "d.csv"), text_column="text", label_column="label",
+                                 max_rows=52, dedupe="off"))
+    assert data.counts == {"read": 62, "beyond_max_rows": 10, "empty_text": 2, "on_threshold": 0, "dedupe": 0,
+                           "used": 50}
+    assert data.notes[0] == "62 rows read, 50 used: 10 beyond data.max_rows; 2 with an empty text"
+    assert "text labels mapped in sorted order ('negative' -> class 0, 'positive' -> class 1)" in \
+        data.notes[1].replace("value ", "")
+    assert data.splits()["counts"] == data.counts and data.splits()["labelling"]["column"] == "label"
+
+
+def reference_split(labels, groups, val_fraction, test_fraction, seed):
+    """The split as first written: a group's stratum by Series.mode per group (slow at 300,000 groups)."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"label": labels, "group": groups})
+    majority = frame.groupby("group", sort=True)["label"].agg(lambda s: s.mode().iloc[0])
+    sizes = frame.groupby("group", sort=True).size()
+    part = {}
+    for _, members in majority.groupby(majority):
+        names = members.index.to_numpy()[rng.permutation(len(members))]
+        counts = np.cumsum(sizes[names].to_numpy())
+        for name, upto in zip(names, counts):
+            part[name] = 2 if upto <= round(test_fraction * counts[-1]) else (
+                1 if upto <= round((test_fraction + val_fraction) * counts[-1]) else 0)
+    where = frame["group"].map(part).to_numpy()
+    return tuple(np.flatnonzero(where == k) for k in (0, 1, 2))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_split_is_the_reference_split(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20, 2000))
+    labels = rng.integers(0, int(rng.integers(2, 4)), n)
+    groups = rng.integers(0, max(2, n // int(rng.integers(1, 6))), n).astype(str)
+    got, expected = split(labels, groups, 0.1, 0.2, seed), reference_split(labels, groups, 0.1, 0.2, seed)
+    assert all((a == b).all() for a, b in zip(got, expected))

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from harness.study import expand, load_study
+import pytest
+
+from harness.study import conflict, expand, load_study
 
 
 def test_default_grid_is_the_union_of_its_blocks():
@@ -66,3 +68,41 @@ def test_a_cell_in_two_grids_with_different_seeds_is_refused(tmp_path):
     path.write_text('name = "s"\n[[grid]]\nepochs = [3]\n[grid.seeds]\nevaluate = [1]\n[[grid]]\nepochs = [3]\n')
     with pytest.raises(HarnessError, match="two grid blocks with different seeds"):
         load_study(path)
+
+
+# --- a study grows into its results folder (harness.study.conflict) ---------------------------
+
+SMOKE = Path(__file__).parents[1] / "studies/smoke.toml"
+TWO_BLOCKS = ['grid=[{data_sizes=[64], epochs=[3], freeze=["all"]}, {data_sizes=[128], epochs=[3], freeze=[5]}]']
+
+
+@pytest.mark.parametrize("change", [
+    ["grid.data_sizes=[64, 128, 256]"],  # a value added to an axis
+    ["grid.freeze=[\"all\", 5, 4]"],
+    ["seeds.evaluate=[1, 2, 3, 4]", "seeds.max_evaluate=6"],  # more seeds, added waves
+    ["grid.data_sizes=[64]"],  # fewer cells: the stored runs stay, nothing is trained
+    ["description=\"another note\"", "analysis.smallest_effect=0.02"],  # report-only keys
+    TWO_BLOCKS,  # the same cells, and more, in two blocks
+])
+def test_growing_a_study_alters_no_stored_cell(change):
+    assert conflict(load_study(SMOKE), load_study(SMOKE, change)) is None
+
+
+@pytest.mark.parametrize("change, said", [
+    (["train.patience=3"], "cell n=64|ep=3|freeze=all: train.patience was 2, now 3"),
+    (["search.trials=4"], "cell n=64|ep=3|freeze=all: search.trials was 2, now 4"),
+    (["model.max_length=64"], "cell n=64|ep=3|freeze=all: model.max_length was 48, now 64"),
+    (["seeds.tune=[0, 9]"], "cell n=64|ep=3|freeze=all: seeds.tune was [0], now [0, 9]"),
+    (["data.max_rows=100"], "data.max_rows was 0, now 100"),
+    (["data.class_names=[\"neg\", \"pos\"]"], 'data.class_names was ["negative", "positive"], now ["neg", "pos"]'),
+    (['grid.vary={"train.optimizer"=["adamw", "sgd"]}'], "grid: axis train.optimizer added, which renames"),
+])
+def test_a_change_to_a_stored_cell_is_named_with_its_old_and_new_value(change, said):
+    assert conflict(load_study(SMOKE), load_study(SMOKE, change)).startswith(said)
+
+
+def test_a_data_source_is_compared_and_shown_without_its_password():
+    stored = load_study(SMOKE, ['data.source="http://***@example.org/d.csv"'])  # as the manifest keeps it
+    assert conflict(stored, load_study(SMOKE, ['data.source="http://ann:s3cret@example.org/d.csv"'])) is None
+    said = conflict(stored, load_study(SMOKE, ['data.source="http://ann:s3cret@example.org/e.csv"']))
+    assert said == 'data.source was "http://***@example.org/d.csv", now "http://***@example.org/e.csv"'

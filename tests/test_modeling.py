@@ -10,6 +10,8 @@ from harness.run.packing import Inputs
 from harness.run.train import predict
 from tiny import FAMILIES, tiny_model
 
+CPU = torch.device("cpu")
+
 # parameters outside embeddings and blocks: the head each family trains when everything is frozen
 HEAD = {"bert": ("bert.pooler", "classifier"), "distilbert": ("pre_classifier", "classifier"),
         "roberta": ("classifier",)}
@@ -72,3 +74,20 @@ def test_cached_top_trains_only_what_is_left():
     loss = top(**inputs(np.arange(4))).logits.sum()
     loss.backward()
     assert all(p.grad is not None for p in top.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("depth", [0, 2, 4])
+def test_holding_only_the_rows_a_run_touches_gives_the_same_logits(depth):
+    """The frozen-prefix states (and padded ids) of some rows only, looked up by row: the logits of those
+    rows are those computed with every row held; a row not held is an error, not another row's state."""
+    enc = encodings(20)
+    some = np.array([1, 4, 5, 9, 13, 17])
+    model = top_of(tiny_model("bert"), depth) if depth else tiny_model("bert")
+    every = frozen_prefix(tiny_model("bert"), enc, np.arange(20), [depth], CPU)[depth] if depth else None
+    held = frozen_prefix(tiny_model("bert"), enc, some, [depth], CPU)[depth] if depth else None
+    assert held is None or held.shape[0] == len(some)
+    expected = predict(model, Inputs(enc, every, CPU), some[::-1])
+    got = predict(model, Inputs(enc, held, CPU, rows=some), some[::-1])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"rows \[2\] were not encoded"):
+        Inputs(enc, held, CPU, rows=some)(np.array([1, 2]))

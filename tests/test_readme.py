@@ -66,3 +66,30 @@ def test_every_shell_block_runs(index, tmp_path):
                           | {"HARNESS_STORAGE": ""})
     assert done.returncode == 0, f"block {index}:\n" + "\n".join(script) + "\n" + done.stderr[-4000:]
     assert "Traceback" not in done.stderr
+
+
+def test_the_own_csv_example_runs_as_written_on_a_file_of_1000_rows(tmp_path):
+    """The "Your own CSV" block with nothing shrunk: the plan first (nothing written), then the whole grid
+    and its report on a 1,000-row review file."""
+    block = next(b for b in BLOCKS if "path/to/reviews.csv" in b)
+    csv = review_csv(tmp_path / "reviews.csv", rows=1000)
+    root = sandbox(tmp_path / "repo")
+    dry, full = [c.replace("path/to/reviews.csv", str(csv)) for c in commands(block)]
+    assert "--dry-run" in dry and "--dry-run" not in full
+
+    def shell(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=root, capture_output=True, text=True,
+                              timeout=1500, env=env(HARNESS_CACHE=str(cache_dir())))
+
+    planned = shell(dry)
+    assert planned.returncode == 0, planned.stderr[-3000:]
+    assert "plan: 3 cells (0 done): 12 tuning trainings and 9 evaluation runs, at most" in planned.stderr
+    assert not (root / "results").exists()
+    done = shell(full)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    results = root / "results" / "own_csv"
+    assert len((results / "runs.jsonl").read_text().splitlines()) == 3 * 4 + 3 * 3
+    report = (results / "report.md").read_text()
+    assert "- Rows: 1,000 read, 1,000 used; none left out" in report
+    assert "- Labels: column `isPositive`: value 0 → class 0 `0`; value 1 → class 1 `1`" in report

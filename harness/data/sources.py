@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -39,7 +40,11 @@ def cache_dir() -> Path:
     return root
 
 
-def read_source(source: str, sha256: str = "") -> tuple[pd.DataFrame, dict]:
+Progress = Callable[[str, int, "int | None"], None]  # (what, done so far, total or None)
+CHUNK_ROWS = 100_000  # rows of a CSV read at a time, so that a long read shows progress
+
+
+def read_source(source: str, sha256: str = "", progress: Progress | None = None) -> tuple[pd.DataFrame, dict]:
     """Rows of ``source`` (builtin:NAME, a path or an http(s) URL), checked against ``sha256``,
     and the file they came from with its checksum (a study's results belong to that content)."""
     if source.startswith("builtin:"):
@@ -47,25 +52,25 @@ def read_source(source: str, sha256: str = "") -> tuple[pd.DataFrame, dict]:
         frame = read_builtin(name)
         path = _vader_file(BUILTIN[name])
     else:
-        path = download(source) if source.startswith(("http://", "https://")) else Path(source)
+        path = download(source, progress) if source.startswith(("http://", "https://")) else Path(source)
         if not path.is_file():
             raise HarnessError(f"data.source '{redact(source)}': no such file")
         frame = None
     digest = file_sha256(path)
     if sha256 and digest != sha256.lower():
         raise HarnessError(f"data.source '{redact(source)}': sha256 is {digest}, expected {sha256}")
-    return (read_table(path) if frame is None else frame), {"file": str(path), "sha256": digest}
+    return (read_table(path, progress) if frame is None else frame), {"file": str(path), "sha256": digest}
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, progress: Progress | None = None) -> pd.DataFrame:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     if path.stat().st_size == 0:
         raise HarnessError(f"{path}: the file is empty")
     try:
         if suffix in (".csv", ".csv.gz"):
-            frame = pd.read_csv(path)
+            frame = _read_csv(path, ",", progress)
         elif suffix in (".tsv", ".tsv.gz", ".txt"):
-            frame = pd.read_csv(path, sep="\t")
+            frame = _read_csv(path, "\t", progress)
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
         elif suffix in (".jsonl", ".json"):
@@ -79,6 +84,22 @@ def read_table(path: Path) -> pd.DataFrame:
     if frame.empty:
         raise HarnessError(f"{path}: the file has no rows")
     return frame
+
+
+def _read_csv(path: Path, sep: str, progress: Progress | None) -> pd.DataFrame:
+    """pd.read_csv in chunks of CHUNK_ROWS rows, telling ``progress`` the bytes read so far."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        reader = pd.read_csv(handle, sep=sep, chunksize=CHUNK_ROWS,
+                             compression="gzip" if path.suffix == ".gz" else None)
+        chunks = []
+        for chunk in reader:
+            chunks.append(chunk)
+            if progress:
+                progress(f"reading {path.name}", handle.tell(), size)
+    if not chunks:
+        return pd.DataFrame()
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
 
 def read_builtin(name: str) -> pd.DataFrame:
@@ -118,10 +139,8 @@ def _vader_file(member: str) -> Path:
     return target
 
 
-def download(url: str) -> Path:
-    """Fetch ``url`` once into the cache, with a progress bar; later calls reuse the file."""
-    from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
+def download(url: str, progress: Progress | None = None) -> Path:
+    """Fetch ``url`` once into the cache, telling ``progress`` the bytes so far; later calls reuse the file."""
     name = Path(url.split("?")[0]).name or "download"
     target = cache_dir() / "downloads" / hashlib.sha256(redact(url).encode()).hexdigest()[:16] / name
     if target.is_file():
@@ -129,13 +148,13 @@ def download(url: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".part")
     try:
-        with urllib.request.urlopen(_request(url), timeout=30) as response, open(partial, "wb") as out, \
-                Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
-                         transient=True) as bar:
-            task = bar.add_task(f"download {name}", total=int(response.headers.get("Content-Length") or 0) or None)
+        with urllib.request.urlopen(_request(url), timeout=30) as response, open(partial, "wb") as out:
+            total, done = int(response.headers.get("Content-Length") or 0) or None, 0
             while chunk := response.read(1 << 20):
                 out.write(chunk)
-                bar.advance(task, len(chunk))
+                done += len(chunk)
+                if progress:
+                    progress(f"download {name}", done, total)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         partial.unlink(missing_ok=True)
         raise HarnessError(f"data.source '{redact(url)}': cannot download ({exc})") from None

@@ -64,3 +64,12 @@ def describe(result: Cut, thresholds: Sequence[float], class_names: Sequence[str
     side = 0 if result.rule == "below" else 1  # the class below threshold i is i, the one above i + 1
     goes = [f"{class_names[i + side]}" + (f" at {t}" if len(at) > 1 else "") for _, t, i in at]
     return f"{head} are counted {', '.join(goes)} (rule: {result.rule})."
+
+
+def ranges(thresholds: Sequence[float], rule: str = "below") -> list[str]:
+    """Each class's range of scores in words, e.g. ['score <= 0', 'score > 0'] under rule "below"."""
+    low, high = {"below": (">", "<="), "above": (">=", "<"), "drop": (">", "<")}[rule]
+    t = [f"{x:g}" for x in thresholds]
+    out = [f"score {high} {t[0]}"]
+    out += [f"{a} {'<' if low == '>' else '<='} score {high} {b}" for a, b in zip(t, t[1:])]
+    return out + [f"score {low} {t[-1]}"]

@@ -19,7 +19,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.evidence import from_records
 from harness.report import (answers, calibration, cells, effects, gallery, lab, labelling, latex, overfitting,
-                            provenance, seeds, tuning, webpage)
+                            provenance, ran, seeds, tuning, webpage)
 from harness.report.format import num
 from harness.report.frames import Stored, read_stored, run_frame
 from harness.report.parts import Parts
@@ -49,7 +49,8 @@ def build(stored: Stored) -> Parts:
 
 def render(stored: Stored, parts: Parts, drawn: dict) -> str:
     study = stored.study
-    lines = [f"# Study `{study.name}`: ablation report", "", study.description, ""]
+    lines = [f"# Study `{study.name}`: ablation report", ""]
+    lines += ran.render(stored)
     lines += answers.render(stored, parts)
     lines += cells.render(stored, parts.summary, parts.baseline)
     lines += effects.render(stored, parts.estimates)
@@ -77,7 +78,8 @@ def tables(stored: Stored, parts: Parts) -> dict[str, pd.DataFrame]:
             "tuning_trials": tune.trials, "expected_max": tune.expected,
             "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts.lab.forecasts
                                    if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
-            "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling)}
+            "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling),
+            "duplicates": stored.results.pairs() if stored.results.pairs_path.exists() else pd.DataFrame()}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:

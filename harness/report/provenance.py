@@ -64,7 +64,14 @@ def provenance(stored: Stored) -> list[str]:
             f"{(seconds.sum() - tune) / 60:.1f} min evaluation)"
             + (f"; {reused} evaluation run(s) were their seed's best tuning trial (same seed, split, lr and batch "
                "size), scored on the test set held back from tuning, not trained again" if reused else ""),
-            f"- Selection protocol: {protocol(stored)}", ""]
+            f"- Selection protocol: {protocol(stored)}"] + torn(stored) + [""]
+
+
+def torn(stored: Stored) -> list[str]:
+    """A record cut short by a crash at the end of runs.jsonl: skipped, and said so."""
+    size = stored.results.torn_tail()
+    return [f"- `runs.jsonl` ends in a torn line ({size:,} bytes without a newline: a record cut short by a crash); "
+            "it was skipped, and the next run of the study cuts it off"] if size else []
 
 
 def protocol(stored: Stored) -> str:

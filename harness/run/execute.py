@@ -23,8 +23,8 @@ from harness.run import tuning
 from harness.run.display import Display
 from harness.errors import stop_if_interrupted
 from harness.study import ALL, Cell, ModelSpec, Study
-from harness.run.modeling import (Encodings, Prefix, compute_params, freeze_, frozen_prefix, load_classifier,
-                                  resolve_depth, tokenize, top_of, whole_of)
+from harness.run.modeling import (Encodings, Prefix, compute_params, describe, freeze_, frozen_prefix,
+                                  load_classifier, resolve_depth, tokenize, top_of, whole_of)
 from harness.records import RunRecord, now, restored_row
 from harness.run.packing import Inputs
 from harness.run.train import RunOutput, train_run
@@ -64,6 +64,8 @@ class Context:
     device: torch.device
     display: Display
     depths: dict[str, int]  # cell id -> frozen blocks, "all" resolved for the cell's model
+    models: dict[str, dict] = field(default_factory=dict)  # model name -> what was loaded (``describe``)
+    truncation: dict[tuple[str, int], dict] = field(default_factory=dict)  # texts cut at max_length
     _encodings: dict[tuple[str, int], Encodings] = field(default_factory=dict)
     _inputs: dict[tuple[str, int, int], Inputs] = field(default_factory=dict)
 
@@ -72,29 +74,41 @@ class Context:
         key = (model.name, model.max_length)
         if key not in self._encodings:
             rows = self.rows_needed()
-            self._encodings[key] = tokenize(model.name, self.data.texts, model.max_length, rows)
+            self._encodings[key] = found = tokenize(model.name, self.data.texts, model.max_length, rows,
+                                                    self.display.callback(f"tokenising ({model.name})"))
+            self.display.end_phase()
+            share = found.truncated / max(found.encoded, 1)
+            self.truncation[key] = {"model": model.name, "max_length": model.max_length, "texts": found.encoded,
+                                    "truncated": found.truncated}
+            if found.truncated:
+                self.display.log(f"tokens: {found.truncated:,} of {found.encoded:,} texts ({share:.1%}) are longer "
+                                 f"than model.max_length = {model.max_length} tokens and were cut")
         return self._encodings[key]
 
     def inputs(self, cell: Cell) -> Inputs:
         """Token inputs (depth 0), or cached frozen-prefix states: one forward pass per model and length,
-        every depth its cells need at once. The cache key holds all that changes the frozen output."""
+        every depth its cells need at once. The cache key holds all that changes the frozen output.
+        Only the rows some run touches are held (``rows_needed``)."""
         model, depth = cell.study.model, self.depths[cell.id]
         key = (model.name, model.max_length, depth)
         if key not in self._inputs:
+            rows = self.rows_needed()
             if depth == 0:
-                self._inputs[key] = Inputs(self.encodings(model), None, self.device)
+                self._inputs[key] = Inputs(self.encodings(model), None, self.device, rows=rows)
                 return self._inputs[key]
             wanted = sorted({self.depths[c.id] for c in self.cells if c.study.model == model} - {0})
-            rows = self.rows_needed()
-            self.display.log(f"frozen-prefix cache: one forward pass of {model.name} over {len(rows)} texts "
+            encodings = self.encodings(model)
+            self.display.log(f"frozen-prefix cache: one forward pass of {model.name} over {len(rows):,} texts "
                              f"for depths {wanted}")
             # loading reseeds torch: fork, so that the run which happens to come first in this
             # process (it differs after a resume) trains with the random state it would otherwise have
             with torch.random.fork_rng():
                 net = load_classifier(model.name, self.data.n_classes, 0)
-                states = frozen_prefix(net, self.encodings(model), rows, wanted, self.device)
+                states = frozen_prefix(net, encodings, rows, wanted, self.device,
+                                       progress=self.display.callback(f"frozen-prefix pass ({model.name})"))
+            self.display.end_phase()
             for d in wanted:
-                self._inputs[(model.name, model.max_length, d)] = Inputs(self.encodings(model), states[d], self.device)
+                self._inputs[(model.name, model.max_length, d)] = Inputs(encodings, states[d], self.device, rows=rows)
         return self._inputs[key]
 
     def rows_needed(self) -> np.ndarray:
@@ -119,13 +133,14 @@ def seeds_of(cell: Cell) -> tuple[int, ...]:
 
 def load_context(study: Study, cells: list[Cell], data: Data, display: Display) -> Context:
     """Resolve every cell's freezing depth for its model; nothing heavy is computed yet."""
-    depths, blocks = {}, {}
+    depths, loaded = {}, {}
     for cell in cells:
         name = cell.study.model.name
-        if name not in blocks:
-            blocks[name] = load_classifier(name, data.n_classes, 0)
-        depths[cell.id] = resolve_depth(cell.freeze, blocks[name])
-    return Context(study, cells, data, pick_device(), display, depths)
+        if name not in loaded:
+            loaded[name] = load_classifier(name, data.n_classes, 0)
+        depths[cell.id] = resolve_depth(cell.freeze, loaded[name])
+    return Context(study, cells, data, pick_device(), display, depths,
+                   {name: describe(name, model) for name, model in loaded.items()})
 
 
 def fixed_params(cell: Cell) -> dict:

