@@ -36,7 +36,7 @@ class Lab:
 
 def compute(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> Lab:
     lab = Lab(summary=summary)
-    lab.forecasts, lab.crossings = _forecasts(stored, runs)
+    lab.forecasts, lab.crossings = _forecasts(stored, ev, runs, summary)
     kept = summary.dropna(subset=["accuracy_mean", "val_mean", "seconds_per_run"])
     if len(kept) >= 2:  # chosen on validation accuracy; the test accuracies are reported beside
         lab.cost = cost.cheapest_within(kept, "seconds_per_run", "val_mean", stored.analysis.smallest_effect)
@@ -52,8 +52,9 @@ def compute(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.DataFr
 
 # --- the whole data set -----------------------------------------------------------------------
 
-def _forecasts(stored: Stored, runs: pd.DataFrame) -> tuple[list[dict], list[str]]:
-    """A learning curve per combination of the axes other than data size, where it has 3 sizes or more."""
+def _forecasts(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.DataFrame) -> tuple[list[dict], list[str]]:
+    """A learning curve per combination of the axes other than data size; one with fewer than
+    forecast.MIN_SIZES sizes is listed with the reason it is not fitted."""
     pool = stored.splits.get("train_pool")
     a = stored.analysis
     sizes = [pool if s == "all" else s for s in a.forecast_sizes] or None
@@ -66,12 +67,35 @@ def _forecasts(stored: Stored, runs: pd.DataFrame) -> tuple[list[dict], list[str
     for combo, part in kept.groupby(others, sort=False):
         combo = combo if isinstance(combo, tuple) else (combo,)
         name = " ".join(f"{x.short}={v}" for x, v in zip([x for x in stored.axes if x.column in others], combo))
-        if part["data_size"].nunique() < forecast.MIN_SIZES:
-            continue
-        result = forecast.forecast(part[["data_size", "seed", "accuracy"]], sizes, pool)
-        out.append({"name": name, "combo": dict(zip(others, combo)), "forecast": result,
-                    "backtest": forecast.backtest(part[["data_size", "seed", "accuracy"]])})
+        frame, test = part[["data_size", "seed", "accuracy"]], _test_set(ev, part)
+        result = forecast.forecast(frame, sizes, pool, level=1 - a.alpha, test=test,
+                                   interval=_largest_interval(summary, part))
+        ratio = result.table["size"].iloc[-1] / result.curve.largest if result.curve is not None else None
+        backtest = forecast.backtest(frame, ratio if ratio > 1 else None, level=1 - a.alpha, test=test) \
+            if ratio else {"warning": f"no curve: {part['data_size'].nunique()} data sizes"}
+        out.append({"name": name, "combo": dict(zip(others, combo)), "forecast": result, "backtest": backtest,
+                    "sizes": int(part["data_size"].nunique())})
     return out, _crossings(stored, out)
+
+
+def _test_set(ev: Evidence, part: pd.DataFrame) -> forecast.TestSet | None:
+    """Each run's per-example correctness (rows of `part`, by cell and seed), for the band's test part."""
+    cells = {c: i for i, c in enumerate(ev.cells["cell"])}
+    seeds = {int(s): j for j, s in enumerate(ev.seeds)}
+    rows = [ev.Y[cells[c], seeds[int(s)]] if c in cells and int(s) in seeds else None
+            for c, s in zip(part["cell"], part["seed"])]
+    if not len(ev.labels) or any(r is None or np.isnan(r).any() for r in rows):
+        return None  # a run the evidence left out: no test part rather than a wrong one
+    return forecast.TestSet(np.stack(rows), ev.groups)
+
+
+def _largest_interval(summary: pd.DataFrame, part: pd.DataFrame) -> tuple[float, float] | None:
+    """The cells table's interval of the curve's largest size (its floor)."""
+    cell = part.loc[part["data_size"].idxmax(), "cell"]
+    row = summary[summary["cell"] == cell]
+    if row.empty or not np.isfinite(row[["accuracy_lo", "accuracy_hi"]].to_numpy(dtype=float)).all():
+        return None
+    return float(row["accuracy_lo"].iloc[0]), float(row["accuracy_hi"].iloc[0])
 
 
 def _crossings(stored: Stored, forecasts: list[dict]) -> list[str]:
@@ -125,26 +149,9 @@ def _leak(ev: Evidence, seen: list[int]) -> dict:
 def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
     """The section's answers; ``labelling`` is the binary against three-class sentence (harness.report.labelling)."""
     out = []
-    full = [f for f in lab.forecasts if f["forecast"].curve is not None]
-    if full:
-        pool = stored.splits.get("train_pool")
-        best = max(full, key=lambda f: _val_at_largest(stored, f, lab))
-        row = best["forecast"].table.iloc[-1]
-        tested = [f for f in lab.forecasts if "error" in f["backtest"]]
-        check = ("backtests (the largest size hidden and predicted from the smaller ones): " + "; ".join(
-            f"{f['name']} predicted {f['backtest']['predicted']:.3f} for the observed {f['backtest']['observed']:.3f} "
-            f"({'inside' if f['backtest']['inside'] else 'outside'} its band)" for f in tested)) if tested \
-            else "no backtest (it needs 4 data sizes or more)"
-        far = "; beyond 4× the data fitted, so a long extrapolation" if row["beyond"] else ""
-        out.append(f"**Would the whole data set help?** The best learning curve by validation ({best['name']}) forecasts "
-                   f"{estimate(row['fitted'], row['lo'], row['hi'])} at {int(row['size']):,} training examples"
-                   + (f" (the whole pool of {pool:,})" if pool and int(row['size']) == pool else "")
-                   + f" against {best['forecast'].table['observed'].dropna().iloc[-1]:.3f} observed at the largest size"
-                   f" (95% bootstrap band over seeds{far}); {check}.")
-    elif lab.forecasts or stored.axes[0].levels:
-        sizes = len(stored.axes[0].levels)
-        out.append(f"**Would the whole data set help?** Not forecast: a learning curve needs 3 data sizes or more "
-                   f"(this study has {sizes}).")
+    answer = forecast_sentence(stored, lab)
+    if answer:
+        out.append(f"**Would the whole data set help?** {answer}")
     if lab.cost:
         out.append(f"**What is the cheapest good configuration?** {_cost_sentence(lab.cost)}.")
     if lab.band_gap:
@@ -159,6 +166,57 @@ def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
     elif labelling:
         out.append(f"**Is binary too coarse?** {labelling}")
     return out
+
+
+def forecast_sentence(stored: Stored, lab: Lab) -> str:
+    """The best curve's (by validation) forecast, whether its exponent sits on a bound, its backtest at
+    the same reach, and the curves that could not be fitted, with why."""
+    full = [f for f in lab.forecasts if f["forecast"].curve is not None]
+    short = [f for f in lab.forecasts if f["forecast"].curve is None]
+    why = (f"{_sizes_text(short)}; a curve of 3 parameters needs {forecast.MIN_SIZES} (through 3 sizes or fewer "
+           "it passes every mean, and nothing is left to check it by)")
+    if not full:
+        return f"No curve is forecast: {_names(short)} {'has' if len(short) == 1 else 'have'} {why}." if short else ""
+    unfit = f"{_names(short)} {'is' if len(short) == 1 else 'are'} not forecast: {why}" if short else ""
+    pool = stored.splits.get("train_pool")
+    best = max(full, key=lambda f: _val_at_largest(stored, f, lab))
+    fc, row = best["forecast"], best["forecast"].table.iloc[-1]
+    level = 1 - stored.analysis.alpha
+    bound = fc.curve.bound
+    said = (f"The best learning curve by validation ({best['name']}, {best['sizes']} data sizes) forecasts "
+            f"{estimate(row['fitted'], row['lo'], row['hi'])} at {int(row['size']):,} training examples"
+            + (f" (the whole pool of {pool:,})" if pool and int(row['size']) == pool else "")
+            + f", {row['size'] / fc.curve.largest:.1f}× the largest size run, against "
+            f"{fc.table['observed'].dropna().iloc[-1]:.3f} observed there ({level:.0%} bootstrap band over seeds and "
+            "the test set's clustered sampling"
+            + (", widened to the largest observed cell's own interval" if row["floored"] else "")
+            + ("; beyond 4× the data fitted, a long extrapolation" if row["beyond"] else "") + ")")
+    if bound is not None:
+        said += (f"; its exponent γ sits on its bound {bound}: the observed means bend "
+                 f"{'faster' if bound else 'slower'} than any curve of the family allows, so the forecast is the "
+                 "bound's, not the data's")
+    return said + f"; {_backtest_text(best['backtest'])}" + (f". {unfit[0].upper()}{unfit[1:]}." if unfit else ".")
+
+
+def _backtest_text(bt: dict) -> str:
+    if "predicted" not in bt:
+        return f"no backtest at that reach ({bt.get('warning', 'n/a')})"
+    reach = f"{bt['ratio']:.1f}×"
+    return (f"a backtest reaching as far ({reach}: fitted up to {bt['hidden'] / bt['ratio']:,.0f}, predicting "
+            f"{bt['hidden']:,}) predicted {bt['predicted']:.3f} for the observed {bt['observed']:.3f}, error "
+            f"{bt['error']:+.3f}, {'inside' if bt['inside'] else 'outside'} its band "
+            f"[{bt['lo']:.3f}, {bt['hi']:.3f}]")
+
+
+def _names(curves: list[dict]) -> str:
+    names = [f["name"] for f in curves]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _sizes_text(curves: list[dict]) -> str:
+    counts = sorted({f["sizes"] for f in curves})
+    each = " each" if len(curves) > 1 else ""
+    return f"only {' or '.join(map(str, counts))} data size{'s' if counts != [1] else ''}{each}"
 
 
 def _cost_sentence(result: dict) -> str:
@@ -194,27 +252,43 @@ def render(stored: Stored, lab: Lab, labelling: list[str] | None = None) -> list
 def _render_forecasts(stored: Stored, lab: Lab) -> list[str]:
     lines = ["### Forecast to more data", ""]
     if not lab.forecasts:
-        return lines + ["No combination of the other axes has 3 data sizes or more: nothing to forecast.", ""]
-    lines += ["A learning curve error(n) = α + η·n^γ (γ in [−1, 0]) fitted by weighted least squares to the kept runs "
-              "of each combination of the other axes (Hoiem et al. 2021), with 95% bands from resampling the seeds; "
-              "*band for new runs*: where the mean of as many fresh seeds would fall. Backtest: the largest size hidden "
-              "and predicted from the rest.", ""]
+        return lines + ["No kept run: nothing to forecast.", ""]
+    if all(f["forecast"].curve is None for f in lab.forecasts):
+        return lines + [forecast_sentence(stored, lab), ""]
+    level = 1 - stored.analysis.alpha
+    lines += [f"A learning curve error(n) = α + η·n^γ (γ in [−1, 0]) fitted by weighted least squares to the kept runs "
+              f"of each combination of the other axes with {forecast.MIN_SIZES} data sizes or more (Hoiem et al. "
+              f"2021). {level:.0%} bands from resampling the seeds and drawing the test set's shift (its clustered "
+              "covariance), so they are for accuracy on new data; past the data a band is never narrower than the "
+              "largest observed cell's own interval (*: widened to it). *Band for new runs*: where the mean of as "
+              "many fresh seeds would fall.", ""]
     rows = []
     for f in lab.forecasts:
         t = f["forecast"].table
         for r in t[t["runs"] == 0].itertuples() if not t.empty else []:
-            rows.append([f["name"], f"{r.size:,}", estimate(r.fitted, r.lo, r.hi), f"[{r.pred_lo:.3f}, {r.pred_hi:.3f}]",
-                         "yes" if r.beyond else "no"])
+            rows.append([f["name"], f"{r.size:,}", estimate(r.fitted, r.lo, r.hi) + ("*" if r.floored else ""),
+                         f"[{r.pred_lo:.3f}, {r.pred_hi:.3f}]", "yes" if r.beyond else "no"])
+        if f["forecast"].curve is None:
+            rows.append([f["name"], "-", f"not fitted: {_sizes_text([f])}", "n/a", "n/a"])
     lines += md_table(["curve", "training examples", "forecast accuracy [band]", "band for new runs",
                        "beyond 4× the data"], rows)
     tests = []
     for f in lab.forecasts:
         bt = f["backtest"]
-        tests.append([f["name"], str(bt.get("hidden")), num(bt.get("observed")), num(bt.get("predicted")),
-                      num(bt.get("error"), "+.3f"), "yes" if bt.get("inside") else "no" if "inside" in bt else
-                      bt.get("warning", "n/a")])
-    lines += ["Backtest:", ""] + md_table(["curve", "hidden size", "observed", "predicted", "error", "inside band"],
-                                          tests)
+        if f["forecast"].curve is None:
+            continue
+        wanted = bt.get("wanted")
+        tests.append([f["name"], f"{wanted:.1f}×" if wanted else "next size", str(bt.get("hidden")),
+                      f"{bt['ratio']:.1f}×" if "ratio" in bt else "n/a", num(bt.get("observed")),
+                      num(bt.get("predicted")), num(bt.get("error"), "+.3f"),
+                      f"[{bt['lo']:.3f}, {bt['hi']:.3f}]" if "lo" in bt else "n/a",
+                      "yes" if bt.get("inside") else "no" if "inside" in bt else bt.get("warning", "n/a")])
+    if tests:
+        lines += ["Backtest at each forecast's own reach: the curve fitted to the sizes up to the largest divided by "
+                  "the reach of its farthest forecast, predicting the largest size (the band for the mean of as many "
+                  "fresh runs):", ""]
+        lines += md_table(["curve", "reach wanted", "predicted size", "reach", "observed", "predicted", "error", "band",
+                           "inside band"], tests)
     warnings = sorted({w for f in lab.forecasts for w in f["forecast"].warnings})
     lines += [f"- {w}" for w in warnings + lab.crossings] + ([""] if warnings or lab.crossings else [])
     return lines

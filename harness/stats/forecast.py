@@ -333,8 +333,9 @@ def check(p: Points, targets=()) -> list[str]:
     out = []
     if len(p.sizes) < MIN_SIZES:
         out.append(f"{len(p.sizes)} training size(s) ({', '.join(str(int(n)) for n in p.sizes)}): a curve of 3 "
-                   f"parameters needs at least {MIN_SIZES} (through {len(p.sizes)} it passes every mean, and nothing is "
-                   "left to check its shape by), so none is fitted")
+                   f"parameters needs at least {MIN_SIZES} (through 3 sizes or fewer it passes every mean, and nothing "
+                   "is left to check its shape by), so none is fitted")
+        return out
     for n0, n1, e0, e1 in zip(p.sizes, p.sizes[1:], p.error, p.error[1:]):
         if e1 > e0:
             out.append(f"not monotone: mean accuracy falls from {1 - e0:.3f} at n={int(n0)} to {1 - e1:.3f} at "
