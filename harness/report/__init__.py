@@ -75,7 +75,8 @@ def tables(stored: Stored, parts: Parts) -> dict[str, pd.DataFrame]:
             "tuning_trials": tune.trials, "expected_max": tune.expected,
             "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts.lab.forecasts
                                    if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
-            "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling)}
+            "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling),
+            "baseline": parts.baseline.get("paired", pd.DataFrame()) if parts.baseline else pd.DataFrame()}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:
