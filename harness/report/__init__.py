@@ -39,7 +39,7 @@ def build(stored: Stored) -> Parts:
     found_lab = lab.compute(stored, ev, runs, summary)
     comparison = labelling.compute(stored, ev, summary)
     return Parts(evidence=ev, runs=runs, estimates=estimates, summary=summary, baseline=cells.baseline(stored, ev),
-                 overfitting=overfitting.compute(stored), curves=overfitting.curves(stored),
+                 overfitting=overfitting.compute(stored, ev), curves=overfitting.curves(stored),
                  calibration=calibration.compute(stored, ev), tuning=tuning.compute(stored), lab=found_lab,
                  labelling=comparison, lab_sentences=lab.sentences(stored, found_lab, labelling.sentence(comparison)),
                  sequential=sequential)
@@ -76,7 +76,8 @@ def tables(stored: Stored, parts: Parts) -> dict[str, pd.DataFrame]:
             "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts.lab.forecasts
                                    if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
             "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling),
-            "baseline": parts.baseline.get("paired", pd.DataFrame()) if parts.baseline else pd.DataFrame()}
+            "baseline": parts.baseline.get("paired", pd.DataFrame()) if parts.baseline else pd.DataFrame(),
+            "last_epoch": over.last.get("table", pd.DataFrame())}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:

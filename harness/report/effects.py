@@ -82,7 +82,9 @@ def render(stored: Stored, estimates: list[MetricEstimates]) -> list[str]:
              f"{1 - a.alpha:.0%} intervals (max-t), so every verdict in a family holds at once with probability "
              f"{1 - a.alpha:.0%}: *better*/*worse* when the interval excludes 0, *equivalent* when it lies inside "
              f"±{a.smallest_effect:g} (`analysis.smallest_effect`), else *undecided*, with the seeds or the test "
-             f"set that would decide it.", ""]
+             f"set that would decide it. *P(run b > run a)*: for whoever trains once, the chance that one run of the "
+             "step's second level beats one run of its first, from the cells' seed spreads plus the test set's "
+             "sampling of the difference (a normal approximation; harness.stats.one_run).", ""]
     for m in estimates:
         if m.grid is None or m.metric not in families(stored):
             continue
@@ -107,9 +109,9 @@ def _family(m: MetricEstimates, which: str, title: str, note: str = "") -> list[
         return lines + ["No axis has two levels with runs in both: nothing to compare.", ""]
     rows = [[_name(r), str(int(round(r.seeds))) if np.isfinite(r.seeds) else "n/a", effect(r.estimate, r.lo_sim, r.hi_sim),
              effect(r.estimate, r.lo, r.hi), f"{num(r.se_seed)} / {num(r.se_test)}", num(r.df, ".0f"),
-             pval(r.p_family), r.verdict] for r in table.itertuples()]
+             pval(r.p_family), num(getattr(r, "p_run", math.nan), ".2f"), r.verdict] for r in table.itertuples()]
     return lines + md_table(["step", "seeds/cell", "Δ [simultaneous]", "Δ [own 95%]", "se seed / test", "df",
-                             "p (family)", "verdict"], rows)
+                             "p (family)", "P(run b > run a)", "verdict"], rows)
 
 
 def _interactions(m: MetricEstimates) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.stats import grid_model, verdicts
+from harness.stats import grid_model, one_run, verdicts
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,9 @@ def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float 
     p: its two-sided p; crit, lo_sim, hi_sim: the family's simultaneous (1 - alpha) max-t
     critical value and interval; p_family: the max-t adjusted p; seeds: runs per cell;
     seed_var1: the seed variance with one seed per cell (for `power`); verdict, from
-    [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one.
+    [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one;
+    p_run: the chance that one run of level_b beats one run of level_a (harness.stats.one_run, a
+    normal approximation).
     """
     contrasts = [c for c in contrasts if grid_model.estimable(comp, c.weights)]  # cells that share no seed: left out
     if not contrasts:
@@ -202,6 +204,7 @@ def family_arrays(comp: grid_model.Components, W: np.ndarray, alpha: float = ver
     return {"estimate": e.estimate, "se_seed": np.sqrt(e.var_seed), "se_test": np.sqrt(e.var_test), "se": se,
             "df": e.df, "lo": lo, "hi": hi, "p": p, "crit": crit_sim, "lo_sim": lo_sim, "hi_sim": hi_sim,
             "p_family": p_family, "seeds": seeds, "seed_var1": e.var_seed * seeds, "df_seed": e.df_seed,
+            "p_run": one_run.for_contrasts(comp, W, e.estimate, e.var_test),
             "var_seed": e.var_seed, "var_test": e.var_test, "level": level, "cov": e.cov}
 
 
