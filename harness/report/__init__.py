@@ -95,6 +95,8 @@ def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> 
     for name, frame in tables(stored, parts).items():
         frame.to_csv(folder / f"{name}.csv", index=False)
     cells.predictions(stored, parts.evidence).to_csv(folder / "predictions.csv.gz", index=False)
+    if not parts.labelling.predictions.empty:  # the labelling study's, so that the comparison can be checked
+        parts.labelling.predictions.to_csv(folder / "labelling_predictions.csv.gz", index=False)
     path = stored.results.report
     tmp = path.with_suffix(".tmp")
     tmp.write_text(render(stored, parts, drawn))

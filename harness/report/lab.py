@@ -14,7 +14,7 @@ from harness.stats import cost
 
 from harness.stats import forecast
 from harness.data import Findings
-from harness.stats.bands import band_gap, band_of, by_band
+from harness.stats.bands import band_gap, band_of, by_band, tied
 from harness.report.cells import best_cell
 from harness.evidence import Evidence
 from harness.report.format import effect, estimate, label, md_table, num
@@ -128,8 +128,24 @@ def _bands(stored: Stored, ev: Evidence, summary: pd.DataFrame) -> tuple[pd.Data
     correct = ev.Y[c][ev.kept[c]]
     near = band_of(scores) == "near-neutral"
     level = 1 - stored.analysis.alpha
-    return by_band(correct, scores, ev.groups, level=level).assign(cell=best), \
-        band_gap(correct, near, ev.groups, level) | {"cell": best, "level": level}
+    gap = band_gap(correct, near, ev.groups, level) | {"cell": best, "level": level} | _ties(stored, scores, near)
+    ties = tied(scores, stored.study.data.thresholds)
+    if gap.get("ties") and (near & ~ties).any():  # the gap with the sentences whose class is the tie rule's left out
+        gap["without_ties"] = band_gap(correct[:, ~ties], near[~ties], np.asarray(ev.groups)[~ties], level)
+    return by_band(correct, scores, ev.groups, level=level).assign(cell=best), gap
+
+
+def _ties(stored: Stored, scores, near: np.ndarray) -> dict:
+    """How many near-neutral sentences have their class from the tie rule alone (score exactly on a threshold)."""
+    data = stored.study.data
+    if data.on_threshold == "drop" or not data.thresholds:
+        return {"ties": 0}
+    at = tied(scores, data.thresholds) & near
+    index = [list(data.thresholds).index(t) for t in np.unique(np.asarray(scores, float)[at])]
+    side = 0 if data.on_threshold == "below" else 1  # below threshold i is class i, above it class i + 1
+    names = stored.class_names
+    return {"ties": int(at.sum()), "rule": data.on_threshold, "thresholds": [data.thresholds[i] for i in index],
+            "tie_class": ", ".join(dict.fromkeys(names[i + side] for i in index if i + side < len(names)))}
 
 
 def _leak(ev: Evidence, seen: list[int]) -> dict:
@@ -161,7 +177,7 @@ def sentences(stored: Stored, lab: Lab, labelling: str = "") -> list[str]:
                    f"of the time, against "
                    f"{_band_text(lab, 'clear')} on the {g['clear']} clear ones: {effect(g['gap'], g['lo'], g['hi'])} "
                    f"({g['level']:.0%} interval, seed and clustered test variance), {g['verdict']}. Where a sentence's binary "
-                   "label rests on a near-zero mean rating the model does little better than chance."
+                   "label rests on a near-zero mean rating the model does little better than chance." + _ties_text(g)
                    + (f" {labelling}" if labelling else ""))
     elif labelling:
         out.append(f"**Is binary too coarse?** {labelling}")
@@ -217,6 +233,20 @@ def _sizes_text(curves: list[dict]) -> str:
     counts = sorted({f["sizes"] for f in curves})
     each = " each" if len(curves) > 1 else ""
     return f"only {' or '.join(map(str, counts))} data size{'s' if counts != [1] else ''}{each}"
+
+
+def _ties_text(g: dict) -> str:
+    """The near-neutral sentences whose class is the tie rule's, and the gap without them."""
+    if not g.get("ties"):
+        return ""
+    at = " or ".join(f"{t:g}" for t in g["thresholds"])
+    said = (f" {g['ties']} of the {g['near']} near-neutral sentences are {g['tie_class']} only by the tie rule (score "
+            f"exactly {at}, data.on_threshold = \"{g['rule']}\")")
+    w = g.get("without_ties")
+    if not w:
+        return said + "."
+    return said + (f"; without them the gap is {effect(w['gap'], w['lo'], w['hi'])} on {w['near']} near-neutral "
+                   f"sentences, {w['verdict']}.")
 
 
 def _cost_sentence(result: dict) -> str:
@@ -311,10 +341,20 @@ def _render_bands(lab: Lab) -> list[str]:
         return []
     rows = [[r.band, str(r.n), str(r.groups), estimate(r.accuracy, r.lo, r.hi), num(r.deff, ".1f")]
             for r in lab.bands.itertuples()]
-    return ["### Accuracy by score band", "",
-            f"The best cell by validation, {label(lab.band_gap['cell'])}, on test sentences by "
-            "the raters' mean score: near-neutral (|score| ≤ 0.5) against clear; intervals clustered by group.", ""] + \
+    g = lab.band_gap
+    lines = ["### Accuracy by score band", "",
+             f"The best cell by validation, {label(g['cell'])}, on test sentences by the raters' mean score: "
+             "near-neutral (score in (−0.5, 0.5]: above −0.5, up to and "
+             "including 0.5) against clear (the rest); intervals clustered by group.", ""] + \
         md_table(["band", "examples", "groups", "accuracy [95%]", "design effect"], rows)
+    if g.get("ties"):
+        w = g.get("without_ties")
+        lines += [f"{g['ties']} of the {g['near']} near-neutral sentences have a score exactly on the threshold "
+                  f"({', '.join(f'{t:g}' for t in g['thresholds'])}) and are {g['tie_class']} only by the tie rule "
+                  f"(data.on_threshold = \"{g['rule']}\"). Near-neutral minus clear: {effect(g['gap'], g['lo'], g['hi'])} "
+                  f"with them" + (f", {effect(w['gap'], w['lo'], w['hi'])} without them ({w['near']} near-neutral "
+                                  f"sentences, {w['verdict']})" if w else "") + ".", ""]
+    return lines
 
 
 def _render_audit(stored: Stored, lab: Lab) -> list[str]:
