@@ -6,6 +6,9 @@
 # make ablation WORKERS=N - the same with N local worker processes sharing the study (one GPU each);
 #                  the storage is results/<study>/journal.log, or $HARNESS_STORAGE (e.g. postgresql://...)
 # make report    - the report of STUDY again, from the store only
+# make forecast-check - do learning-curve forecasts hold on data no fit has seen? studies/forecast_check.toml
+#                  (movie-review snippets: curves fitted on up to 2,000 sentences, checked at 4,000 and 8,000),
+#                  then the forecasts' errors and band coverage (harness.report.forecast_check)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -16,7 +19,7 @@ ARGS ?=
 # ARGS go to both studies
 COMPANION = $(if $(filter studies/default.toml,$(STUDY)),studies/three_class.toml,)
 
-.PHONY: install test ablation report bench clean
+.PHONY: install test ablation report forecast-check bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +44,10 @@ endif
 
 report: install
 	$(PY) -m harness.report results/$(basename $(notdir $(STUDY)))
+
+forecast-check: install
+	$(PY) -m harness run studies/forecast_check.toml --no-report $(ARGS)
+	$(PY) -m harness.report.forecast_check results/forecast_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

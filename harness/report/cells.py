@@ -140,8 +140,9 @@ def render(stored: Stored, table: pd.DataFrame, base: dict) -> list[str]:
         lines += [f"The last row is the baseline every model must beat: always answering the majority class of the "
                   f"training pool ({base['class']}) scores {base['accuracy']:.3f} on these {base['n']} examples "
                   f"({base['groups']} groups; the interval is clustered, design effect {num(base['deff'], '.1f')}). "
-                  "Its errors do not cancel against a cell's: they sit in whole reviews. So each cell is compared with "
-                  "it example by example: *− majority* is the cell's accuracy minus the baseline's on the same "
+                  "That accuracy is itself an estimate from these examples (their groups move it as a whole), so a "
+                  "cell's interval lying above it is not the comparison; each cell is compared with it example by "
+                  "example instead: *− majority* is the cell's accuracy minus the baseline's on the same "
                   "examples, with seed variance and the clustered test variance of the per-example difference, "
                   "simultaneous over the cells (max-t); a cell clearly beats the baseline when that interval lies "
                   "above 0 (`tables/baseline.csv`).", ""]

@@ -67,7 +67,7 @@ def _forecasts(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.Dat
     for combo, part in kept.groupby(others, sort=False):
         combo = combo if isinstance(combo, tuple) else (combo,)
         name = " ".join(f"{x.short}={v}" for x, v in zip([x for x in stored.axes if x.column in others], combo))
-        frame, test = part[["data_size", "seed", "accuracy"]], _test_set(ev, part)
+        frame, test = part[["data_size", "seed", "accuracy"]], test_set(ev, part)
         result = forecast.forecast(frame, sizes, pool, level=1 - a.alpha, test=test,
                                    interval=_largest_interval(summary, part))
         ratio = result.table["size"].iloc[-1] / result.curve.largest if result.curve is not None else None
@@ -78,7 +78,7 @@ def _forecasts(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.Dat
     return out, _crossings(stored, out)
 
 
-def _test_set(ev: Evidence, part: pd.DataFrame) -> forecast.TestSet | None:
+def test_set(ev: Evidence, part: pd.DataFrame) -> forecast.TestSet | None:
     """Each run's per-example correctness (rows of `part`, by cell and seed), for the band's test part."""
     cells = {c: i for i, c in enumerate(ev.cells["cell"])}
     seeds = {int(s): j for j, s in enumerate(ev.seeds)}
