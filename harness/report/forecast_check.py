@@ -42,12 +42,13 @@ def check(stored: Stored, fit_upto: float = FIT_UPTO) -> pd.DataFrame:
     for combo, part in kept.groupby([x.column for x in others], sort=False):
         combo = combo if isinstance(combo, tuple) else (combo,)
         name = " ".join(f"{x.short}={v}" for x, v in zip(others, combo))
+        frame = part[["data_size", "seed", "accuracy"]]
         try:
-            table = forecast.holdout(part[["data_size", "seed", "accuracy"]], fit_upto, level=1 - stored.analysis.alpha,
-                                     test=test_set(ev, part))
+            table = forecast.holdout(frame, fit_upto, level=1 - stored.analysis.alpha, test=test_set(ev, part))
         except ValueError as exc:
             table = pd.DataFrame({"why": [str(exc)]})
-        frames.append(table.assign(curve=name))
+        fitted = forecast.points(frame[frame["data_size"] <= fit_upto])
+        frames.append(table.assign(curve=name, warnings="; ".join(forecast.check(fitted))))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -73,6 +74,9 @@ def lines(table: pd.DataFrame, fit_upto: float) -> list[str]:
             continue
         out.append(f"{r.curve:<24} {int(r.size):>7,} {r.ratio:>5.1f}x {r.observed:>9.3f} "
                    f"{f'{r.predicted:.3f} [{r.lo:.3f}, {r.hi:.3f}]':>26} {r.error:>+7.3f}  {'yes' if r.inside else 'no'}")
+    out.append("")
+    warned = table.drop_duplicates("curve")
+    out += [f"{r.curve}: {r.warnings}" for r in warned.itertuples() if r.warnings]
     return out + ["", summary(table)]
 
 

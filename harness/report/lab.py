@@ -199,6 +199,10 @@ def forecast_sentence(stored: Stored, lab: Lab) -> str:
     fc, row = best["forecast"], best["forecast"].table.iloc[-1]
     level = 1 - stored.analysis.alpha
     bound = fc.curve.bound
+    if row["runs"] > 0:  # every size asked for was run: nothing to forecast
+        return (f"The learning curves are fitted, but every size asked for was run (analysis.forecast_sizes): the best "
+                f"by validation ({best['name']}) scores {row['observed']:.3f} at {int(row['size']):,}, its largest; "
+                f"{_backtest_text(best['backtest'])}.")
     said = (f"The best learning curve by validation ({best['name']}, {best['sizes']} data sizes) forecasts "
             f"{estimate(row['fitted'], row['lo'], row['hi'])} at {int(row['size']):,} training examples"
             + (f" (the whole pool of {pool:,})" if pool and int(row['size']) == pool else "")
