@@ -8,6 +8,9 @@
 #                  the storage is results/<study>/journal.log, or $HARNESS_STORAGE (e.g. postgresql://...)
 # make report    - the report of STUDY again, from the store only
 # make bench-scale - a 300,000-row review file through a tiny grid: wall time and peak memory
+# make forecast-check - do learning-curve forecasts hold on data no fit has seen? studies/forecast_check.toml
+#                  (movie-review snippets: curves fitted on up to 2,000 sentences, checked at 4,000 and 8,000),
+#                  then the forecasts' errors and band coverage (harness.report.forecast_check)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -18,7 +21,7 @@ ARGS ?=
 # ARGS go to both studies
 COMPANION = $(if $(filter studies/default.toml,$(STUDY)),studies/three_class.toml,)
 
-.PHONY: install test test-slow ablation report bench bench-scale clean
+.PHONY: install test test-slow ablation report forecast-check bench bench-scale clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +49,10 @@ endif
 
 report: install
 	$(PY) -m harness.report results/$(basename $(notdir $(STUDY)))
+
+forecast-check: install
+	$(PY) -m harness run studies/forecast_check.toml --no-report $(ARGS)
+	$(PY) -m harness.report.forecast_check results/forecast_check
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -41,7 +41,10 @@ class RunRecord:
     stopped_epoch: int | None = None  # the last epoch trained
     val: dict[str, float] = field(default_factory=dict)  # validation metrics at best_epoch
     test: dict[str, Any] = field(default_factory=dict)  # test metrics, predictions, probabilities
-    held_test: dict[str, Any] = field(default_factory=dict)  # a tuning run's test score, held back from tuning
+    # the test set scored with the last epoch's weights: epoch, loss, accuracy, f1, pred ({} in older records)
+    test_last: dict[str, Any] = field(default_factory=dict)
+    # a tuning run's test score, held back from tuning; under "last", its last epoch's (as test_last)
+    held_test: dict[str, Any] = field(default_factory=dict)
     train_size: int | None = None
     val_size: int | None = None
     test_size: int | None = None

@@ -130,3 +130,11 @@ def test_a_reused_run_becomes_an_evaluation_record_with_the_held_back_test():
     # collapse is judged on validation by the training loop, never on the test set: one class on test stays ok
     one_class = from_trial(tuned_record(held_test={"accuracy": 0.5, "pred": "1111"}))
     assert one_class.status == "ok"
+
+
+def test_a_reused_run_carries_its_last_epoch_s_held_back_test_as_test_last():
+    last = {"epoch": 4, "loss": 0.7, "accuracy": 0.5, "f1": 0.4, "pred": "0101"}
+    record = from_trial(tuned_record(held_test={"accuracy": 0.75, "pred": "0110", "last": last}))
+    assert record.test == {"accuracy": 0.75, "pred": "0110"} and record.test_last == last
+    assert RunRecord.from_dict(record.to_dict()).test_last == last
+    assert RunRecord.from_dict({k: v for k, v in record.to_dict().items() if k != "test_last"}).test_last == {}

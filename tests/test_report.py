@@ -203,3 +203,66 @@ def test_without_tuning(tmp_path):
 def test_a_store_without_evaluation_runs_is_a_one_line_error(tmp_path):
     with pytest.raises(HarnessError, match="no evaluation run yet"):
         variant(tmp_path, lambda r: None if r["role"] == "eval" else r)
+
+
+# ---------------------------------------------------------------- one learning curve (tests/toy.py curve_store)
+
+@pytest.fixture(scope="module")
+def curve(tmp_path_factory) -> Path:
+    from toy import curve_store
+
+    results = curve_store(tmp_path_factory.mktemp("curve") / "curve", last_flips=0.05)
+    report.write_report(results)
+    return results
+
+
+def test_forecast_bands_are_never_narrower_than_the_largest_cell_s_interval(curve):
+    text = (curve / "report.md").read_text()
+    answer = next(line for line in text.splitlines() if line.startswith("- **Would the whole data set help?**"))
+    forecast = pd.read_csv(curve / "tables" / "forecast.csv")
+    cells = pd.read_csv(curve / "tables" / "cells.csv")
+    largest = cells.loc[cells["data_size"].astype(int).idxmax()]
+    beyond = forecast[forecast["size"] > 6400]
+    assert len(beyond) == 2 and (beyond["hi"] - beyond["lo"] >= largest["accuracy_hi"] - largest["accuracy_lo"] - 1e-9).all()
+    top = forecast.iloc[-1]
+    assert f"forecasts {top['fitted']:.3f} [{top['lo']:.3f}, {top['hi']:.3f}] at 25,600 training examples" in answer
+    assert "band over seeds and the test set's clustered sampling" in answer
+    # the backtest reaches as far as the headline: 4x, from the sizes up to 1,600
+    assert "a backtest reaching as far (4.0×: fitted up to 1,600, predicting 6,400)" in answer
+
+
+def test_the_late_peak_answer_pairs_each_run_s_last_epoch_with_its_restored_one(curve):
+    records = [json.loads(line) for line in (curve / "runs.jsonl").read_text().splitlines()]
+    labels = [int(c) for c in json.loads((curve / "splits.json").read_text())["test_labels"]]
+    by_cell: dict[str, list[float]] = {}
+    for r in records:
+        last = sum(int(p) == y for p, y in zip(r["test_last"]["pred"], labels)) / len(labels)
+        by_cell.setdefault(r["cell"], []).append(last - r["test"]["accuracy"])
+    pooled = sum(sum(v) / len(v) for v in by_cell.values()) / len(by_cell)
+    table = pd.read_csv(curve / "tables" / "last_epoch.csv")
+    row = table[table["cell"] == "pooled"].iloc[0]
+    assert row["estimate"] == pytest.approx(pooled, abs=1e-12) and row["runs"] == 40
+    assert row["hi_sim"] < 0 and row["verdict"] == "worse"  # 5% of answers flipped: worse at the last epoch
+    text = (curve / "report.md").read_text()
+    assert (f"Training on to the last epoch instead of stopping at the validation peak changed test accuracy by "
+            f"{pooled:+.3f} [{row['lo_sim']:+.3f}, {row['hi_sim']:+.3f}], worse") in text
+    assert "### Last epoch against the restored one, on the test set" in text
+    assert "its last epoch's weights too (declared before any run: they choose nothing" in text
+
+
+def test_the_golden_store_s_older_records_cannot_answer_the_late_peak_on_the_test_set(written):
+    text = (written / "report.md").read_text()
+    assert "cannot be said for these runs: none of the 20 kept evaluation runs' records holds a test score of its " \
+           "last epoch's weights" in text
+
+
+def test_cells_against_the_majority_class_are_paired_per_example(curve):
+    baseline = pd.read_csv(curve / "tables" / "baseline.csv")
+    cells = pd.read_csv(curve / "tables" / "cells.csv").set_index("cell")
+    labels = [int(c) for c in json.loads((curve / "splits.json").read_text())["test_labels"]]
+    majority = sum(labels) / len(labels)  # the positive class
+    for r in baseline.itertuples():
+        assert r.estimate == pytest.approx(cells.loc[r.cell, "accuracy_mean"] - majority, abs=1e-12)
+    not_beaten = baseline[baseline["lo_sim"] <= 0]
+    text = (curve / "report.md").read_text()
+    assert f"{len(not_beaten)} of {len(baseline)} cells do not clearly beat it" in text

@@ -123,7 +123,7 @@ def test_the_latex_tables_are_the_pages_tables(written):
     tables = written / "tables"
     assert sorted(p.name for p in tables.glob("*.tex")) == ["answers.tex", "cells.tex", "effects.tex"]
     md_rows = set((written / "report.md").read_text().splitlines())
-    back = {r"$\to$": "→", r"$\Delta$": "Δ", r"$\times$": "×", r"$\pm$": "±", "\\_": "_", r"\%": "%"}
+    back = {r"$\to$": "→", r"$\Delta$": "Δ", r"$\times$": "×", r"$\pm$": "±", r"$-$": "−", "\\_": "_", r"\%": "%"}
     import pandas as pd
 
     rows = {name: len(frame[frame["metric"] == "accuracy"]) for name, frame in

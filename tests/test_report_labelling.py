@@ -12,10 +12,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness import report
 from harness.report.frames import read_stored
+from harness.stats.bands import band_gap
 
 STORE = Path(__file__).parent / "fixtures" / "report_store"
 SET = ['analysis.labelling_study="three"']
@@ -116,3 +118,42 @@ def test_without_a_labelling_study_the_page_has_no_comparison(stores):
     binary, _, _ = stores
     text, parts = _page(binary, [])
     assert parts.labelling.folder == "" and "Binary against three classes" not in text
+
+
+def test_the_three_class_predictions_are_in_the_tables_and_recompute_the_comparison(stores):
+    binary, _, _ = stores
+    report.write_report(binary, SET)
+    theirs = pd.read_csv(binary / "tables" / "labelling_predictions.csv.gz")
+    ours = pd.read_csv(binary / "tables" / "predictions.csv.gz")
+    table = pd.read_csv(binary / "tables" / "labelling.csv")
+    assert set(theirs["cell"]) == set(table["cell"]) and (theirs["study"] == "three").all()
+    for r in table.itertuples():
+        clear = theirs[(theirs["cell"] == r.cell) & (theirs["score"].abs() > 0.5)]
+        assert clear["correct"].mean() == pytest.approx(r.clear_three)
+        assert (clear["pred"] == 1).mean() == pytest.approx(r.clear_called_neutral)
+        binary_clear = ours[(ours["cell"] == r.cell) & ours["row"].isin(clear["row"]) & (ours["status"] == "ok")]
+        assert binary_clear["correct"].mean() == pytest.approx(r.clear_binary)
+    assert "tables/labelling_predictions.csv.gz" in (binary / "report.md").read_text()
+
+
+def test_near_neutral_sentences_negative_only_by_the_tie_rule_are_counted_and_left_out(stores):
+    """Scores exactly 0 are negative by data.on_threshold = "below": the page says how many, and the gap
+    without them, recomputed here."""
+    binary, _, scores = stores
+    splits = json.loads((binary / "splits.json").read_text())
+    labels = np.array([int(c) for c in splits["test_labels"]])
+    tie = (np.abs(scores) < 0.5) & (labels == 0) & (np.arange(len(scores)) % 2 == 0)
+    scores = np.where(tie, 0.0, scores)
+    (binary / "splits.json").write_text(json.dumps(splits | {"test_scores": scores.tolist()}))
+    text, parts = _page(binary, [])
+    gap = parts.lab.band_gap
+    assert gap["ties"] == int(tie.sum()) > 0 and gap["tie_class"] == "negative"
+    ev = parts.evidence
+    c = list(ev.cells["cell"]).index(gap["cell"])
+    near = np.abs(scores) <= 0.5
+    want = band_gap(ev.Y[c][ev.kept[c]][:, ~tie], near[~tie], ev.groups[~tie], 0.95)
+    assert gap["without_ties"]["gap"] == pytest.approx(want["gap"]) and want["near"] == near.sum() - tie.sum()
+    answer = next(line for line in text.splitlines() if line.startswith("- **Is binary too coarse?**"))
+    assert (f"{int(tie.sum())} of the {int(near.sum())} near-neutral sentences are negative only by the tie rule "
+            f"(score exactly 0, data.on_threshold = \"below\"); without them the gap is {want['gap']:+.3f}") in answer
+    assert "near-neutral (score in (−0.5, 0.5]" in text and "|score| ≤ 0.5" not in text

@@ -83,7 +83,53 @@ def test_held_rows_are_scored_as_the_test_set_would_be_and_change_nothing_else()
                       held_rows=test, **kwargs)
     assert tuned.test == {} and tuned.status == "ok"  # held back: not the run's test score, not its status
     assert tuned.held_test == evaluated.test and len(tuned.held_test["pred"]) == len(test)
+    assert tuned.held_last == evaluated.test_last and tuned.test_last == {}
     assert tuned.history == evaluated.history
     nothing = train_run(tiny_model("bert", seed=3), Inputs(enc, None, CPU), labels, train, val, test[:0],
                         held_rows=test[:0], **kwargs)
     assert nothing.held_test == {}  # no test set (test_fraction = 0): nothing held
+
+
+def test_the_last_epoch_is_scored_on_the_test_set_too_at_one_extra_pass(monkeypatch):
+    """test_last holds the last epoch's weights' test evaluation, taken before the best epoch's are
+    restored; test is unchanged; the extra pass is made only when the best epoch is not the last."""
+    import copy
+
+    from harness.run import train as train_module
+
+    enc, labels, train, val, test = combined(n_test=24)  # a length no other pass has
+    snapshots, passes = {}, []
+    model = tiny_model("bert")
+
+    def keep(epoch, row):
+        snapshots[epoch] = copy.deepcopy(model.state_dict())
+        return False
+
+    real = train_module.predict
+    monkeypatch.setattr(train_module, "predict", lambda m, i, rows, *a: passes.append(len(rows)) or real(m, i, rows, *a))
+    spec = TrainSpec(metric="val_loss", patience=2, warmup_ratio=0.0, schedule="constant")
+    out = train_run(model, Inputs(enc, None, CPU), labels, train, val, test, lr=3e-3, batch_size=16,
+                    epochs=10, seed=0, spec=spec, on_epoch=keep)
+    last = len(out.history)
+    assert out.best_epoch < last and out.test_last["epoch"] == last
+    assert passes.count(len(test)) == 2  # the restored weights' test pass and the last epoch's
+    assert out.test["accuracy"] == evaluate(model, Inputs(enc, None, CPU), test, labels)["accuracy"]
+    at_last = tiny_model("bert")
+    at_last.load_state_dict(snapshots[last])
+    scored = evaluate(at_last, Inputs(enc, None, CPU), test, labels)
+    assert out.test_last["accuracy"] == scored["accuracy"] and out.test_last["loss"] == scored["loss"]
+    assert out.test_last["pred"] == "".join(map(str, scored["logits"].argmax(-1).tolist()))
+    assert set(out.test_last) == {"epoch", "loss", "accuracy", "f1", "pred"}
+
+
+def test_a_run_whose_best_epoch_is_the_last_scores_the_test_set_once(monkeypatch):
+    from harness.run import train as train_module
+
+    enc, labels, train, val, test = combined(n_test=24, flip_val=False)
+    passes = []
+    real = train_module.predict
+    monkeypatch.setattr(train_module, "predict", lambda m, i, rows, *a: passes.append(len(rows)) or real(m, i, rows, *a))
+    out = train_run(tiny_model("bert", seed=3), Inputs(enc, None, CPU), labels, train, val, test, lr=1e-2,
+                    batch_size=8, epochs=1, seed=3, spec=TrainSpec())
+    assert out.best_epoch == 1 and passes.count(len(test)) == 1
+    assert out.test_last == {"epoch": 1} | {k: out.test[k] for k in ("loss", "accuracy", "f1", "pred")}

@@ -41,7 +41,7 @@ def build(stored: Stored) -> Parts:
     found_lab = lab.compute(stored, ev, runs, summary)
     comparison = labelling.compute(stored, ev, summary)
     return Parts(evidence=ev, runs=runs, estimates=estimates, summary=summary, baseline=cells.baseline(stored, ev),
-                 overfitting=overfitting.compute(stored), curves=overfitting.curves(stored),
+                 overfitting=overfitting.compute(stored, ev), curves=overfitting.curves(stored),
                  calibration=calibration.compute(stored, ev), tuning=tuning.compute(stored), lab=found_lab,
                  labelling=comparison, lab_sentences=lab.sentences(stored, found_lab, labelling.sentence(comparison)),
                  sequential=sequential)
@@ -50,8 +50,8 @@ def build(stored: Stored) -> Parts:
 def render(stored: Stored, parts: Parts, drawn: dict) -> str:
     study = stored.study
     lines = [f"# Study `{study.name}`: ablation report", ""]
-    lines += ran.render(stored)
     lines += answers.render(stored, parts)
+    lines += ran.render(stored)
     lines += cells.render(stored, parts.summary, parts.baseline)
     lines += effects.render(stored, parts.estimates)
     lines += overfitting.render(stored, parts.overfitting)
@@ -79,7 +79,9 @@ def tables(stored: Stored, parts: Parts) -> dict[str, pd.DataFrame]:
             "forecast": pd.concat([f["forecast"].table.assign(curve=f["name"]) for f in parts.lab.forecasts
                                    if not f["forecast"].table.empty] or [pd.DataFrame()], ignore_index=True),
             "score_bands": parts.lab.bands, "labelling": labelling.frame(parts.labelling),
-            "duplicates": stored.results.pairs() if stored.results.pairs_path.exists() else pd.DataFrame()}
+            "duplicates": stored.results.pairs() if stored.results.pairs_path.exists() else pd.DataFrame(),
+            "baseline": parts.baseline.get("paired", pd.DataFrame()) if parts.baseline else pd.DataFrame(),
+            "last_epoch": over.last.get("table", pd.DataFrame())}
 
 
 def write_report(results: Path, overrides: list[str] | None = None) -> Path:
@@ -99,6 +101,8 @@ def write_report_and_rows(results: Path, overrides: list[str] | None = None) -> 
     cells.predictions(stored, parts.evidence).to_csv(folder / "predictions.csv.gz", index=False)
     latex.write(stored, parts, folder)
     _replace(stored.results.findings, "\n".join(answers.findings(stored, parts)).rstrip() + "\n")
+    if not parts.labelling.predictions.empty:  # the labelling study's, so that the comparison can be checked
+        parts.labelling.predictions.to_csv(folder / "labelling_predictions.csv.gz", index=False)
     path = stored.results.report
     text = render(stored, parts, drawn)
     _replace(path, text)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness.report import calibration, overfitting
+from harness.report import calibration, cells, overfitting
 from harness.report.effects import MetricEstimates
 from harness.report.format import effect, label, pval
 from harness.report.frames import Stored
@@ -133,12 +133,8 @@ def metrics_sentence(stored: Stored, parts: Parts) -> str:
     kept = summary.dropna(subset=["accuracy_mean"])
     said = []
     if base and len(kept):
-        # a cell clearly beats the baseline when its whole interval lies above the baseline's accuracy on
-        # these very examples (the same test set for both: the baseline's own sampling error cancels)
-        below = kept[~(kept["accuracy_lo"] > base["accuracy"])]
-        said.append(f"Always answering the majority class ({base['class']}) scores {base['accuracy']:.3f}; "
-                    + (f"{len(below)} cell(s) do not clearly beat it ({', '.join(label(c) for c in below['cell'])})"
-                       if len(below) else "every cell's interval lies above it"))
+        text = cells.baseline_sentence(base)  # paired per example with the baseline, simultaneous over the cells
+        said.append(text[0].upper() + text[1:])
     for column, name in (("f1_mean", "macro-F1"), ("auc_mean", "ROC-AUC")):
         if column in kept and kept[column].notna().sum() >= 3:
             rho = sps.spearmanr(kept["accuracy_mean"], kept[column], nan_policy="omit").statistic

@@ -7,11 +7,12 @@ import math
 import numpy as np
 import pandas as pd
 
+from harness.stats import paired
 from harness.stats.bands import clustered_accuracy
 from harness.evidence import Evidence
 from harness.stats.metrics import macro_f1
 from harness.report.effects import MetricEstimates
-from harness.report.format import estimate, label, md_table, num, plural
+from harness.report.format import effect, estimate, label, md_table, num, plural
 
 
 from harness.report.frames import Stored
@@ -102,7 +103,8 @@ def _flags(group: pd.DataFrame) -> str:
 
 
 def baseline(stored: Stored, ev: Evidence) -> dict:
-    """Always answering the training pool's majority class: accuracy with a clustered interval, macro-F1."""
+    """Always answering the training pool's majority class: accuracy with a clustered interval, macro-F1,
+    and every cell against it (``paired``: harness.stats.paired.against_key, one row per cell with runs)."""
     if not len(ev.labels):
         return {}
     cls = stored.splits.get("train_majority")
@@ -110,8 +112,30 @@ def baseline(stored: Stored, ev: Evidence) -> dict:
         cls = int(np.bincount(ev.labels.astype(int)).argmax())
     right = (ev.labels == cls).astype(float)
     out = clustered_accuracy(right, ev.groups)
+    a = stored.analysis
+    vs = paired.against_key(ev.Y, right, ev.groups, a.alpha, a.smallest_effect) if ev.kept.any() else pd.DataFrame()
+    if not vs.empty:
+        vs = vs.assign(cell=ev.cells["cell"].to_numpy()[vs["cell"].to_numpy()],
+                       beats=vs["lo_sim"].to_numpy() > 0)
     return out | {"class": stored.class_names[cls] if cls < len(stored.class_names) else str(cls),
-                  "f1": macro_f1(ev.labels.astype(int), np.full(len(ev.labels), cls), len(stored.class_names))}
+                  "f1": macro_f1(ev.labels.astype(int), np.full(len(ev.labels), cls), len(stored.class_names)),
+                  "paired": vs, "level": 1 - a.alpha}
+
+
+def baseline_sentence(base: dict) -> str:
+    """How many cells do not clearly beat the majority class, compared with it example by example."""
+    vs = base.get("paired", pd.DataFrame())
+    if vs.empty:
+        return f"always answering the majority class ({base['class']}) scores {base['accuracy']:.3f}"
+    below = vs[~vs["beats"]]
+    said = (f"always answering the majority class ({base['class']}) scores {base['accuracy']:.3f}; compared with it "
+            f"example by example (each cell's correctness minus the baseline's on the same sentences, seed variance "
+            f"and test variance clustered by group, simultaneous {base['level']:.0%} over the {len(vs)} cells), ")
+    if below.empty:
+        return said + "every cell clearly beats it"
+    return said + (f"{len(below)} of {len(vs)} cells do not clearly beat it ("
+                   + ", ".join(f"{label(r.cell)} {effect(r.estimate, r.lo_sim, r.hi_sim)}" for r in below.itertuples())
+                   + ")")
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -131,7 +155,13 @@ def render(stored: Stored, table: pd.DataFrame, base: dict) -> list[str]:
     if base:
         lines += [f"The last row is the baseline every model must beat: always answering the majority class of the "
                   f"training pool ({base['class']}) scores {base['accuracy']:.3f} on these {base['n']} examples "
-                  f"({base['groups']} groups; the interval is clustered, design effect {num(base['deff'], '.1f')}).", ""]
+                  f"({base['groups']} groups; the interval is clustered, design effect {num(base['deff'], '.1f')}). "
+                  "That accuracy is itself an estimate from these examples (their groups move it as a whole), so a "
+                  "cell's interval lying above it is not the comparison; each cell is compared with it example by "
+                  "example instead: *− majority* is the cell's accuracy minus the baseline's on the same "
+                  "examples, with seed variance and the clustered test variance of the per-example difference, "
+                  "simultaneous over the cells (max-t); a cell clearly beats the baseline when that interval lies "
+                  "above 0 (`tables/baseline.csv`).", ""]
     if not stored.binary:
         lines += [f"ROC-AUC is given for binary tasks only; this one has {len(stored.class_names)} classes.", ""]
     return lines
@@ -143,14 +173,22 @@ def table_rows(stored: Stored, table: pd.DataFrame, base: dict) -> tuple[list[st
     names = {"accuracy": "accuracy", "f1": "macro-F1", "auc": "ROC-AUC"}
     header = ["cell", "seeds", "excluded"] + [names[m] for m in metrics] + ["best epoch", "trainable params", "s/run",
                                                                              "cell s", "lr", "batch"]
-    rows = [[r.label, f"{r.seeds}/{r.runs}", r.excluded]
-            + [estimate(getattr(r, f"{m}_mean"), getattr(r, f"{m}_lo"), getattr(r, f"{m}_hi")) for m in metrics]
-            + [num(r.best_epoch, "g"), f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params) else "n/a",
-               num(r.seconds_per_run, ".1f"), num(r.seconds_total, ".1f"), num(r.lr, ".2e"), str(r.batch_size)]
-            for r in table.itertuples()]
+    vs = base.get("paired", pd.DataFrame()).set_index("cell") if base and not base["paired"].empty else None
+    if vs is not None:
+        header.insert(3 + len(metrics), f"− majority [sim. {base['level']:.0%}]")
+    rows = []
+    for r in table.itertuples():
+        row = [r.label, f"{r.seeds}/{r.runs}", r.excluded] + \
+            [estimate(getattr(r, f"{m}_mean"), getattr(r, f"{m}_lo"), getattr(r, f"{m}_hi")) for m in metrics]
+        if vs is not None:
+            row.append(effect(vs.loc[r.cell, "estimate"], vs.loc[r.cell, "lo_sim"], vs.loc[r.cell, "hi_sim"])
+                       if r.cell in vs.index else "n/a")
+        rows.append(row + [num(r.best_epoch, "g"), f"{int(r.trainable_params):,}" if pd.notna(r.trainable_params)
+                           else "n/a", num(r.seconds_per_run, ".1f"), num(r.seconds_total, ".1f"), num(r.lr, ".2e"),
+                           str(r.batch_size)])
     if base:
         rows.append([f"*majority class ({base['class']})*", "-", "-", estimate(base["accuracy"], base["lo"], base["hi"]),
-                     num(base["f1"])] + ["0.500"] * (len(metrics) == 3) + ["-"] * 6)
+                     num(base["f1"])] + ["0.500"] * (len(metrics) == 3) + ["-"] * (6 + (vs is not None)))
     return header, rows
 
 

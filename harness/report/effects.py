@@ -83,7 +83,9 @@ def render(stored: Stored, estimates: list[MetricEstimates]) -> list[str]:
              f"{1 - a.alpha:.0%} intervals (max-t), so every verdict in a family holds at once with probability "
              f"{1 - a.alpha:.0%}: *better*/*worse* when the interval excludes 0, *equivalent* when it lies inside "
              f"±{a.smallest_effect:g} (`analysis.smallest_effect`), else *undecided*, with the seeds or the test "
-             f"set that would decide it.", ""]
+             f"set that would decide it. *P(run b > run a)*: for whoever trains once, the chance that one run of the "
+             "step's second level beats one run of its first, from the cells' seed spreads plus the test set's "
+             "sampling of the difference (a normal approximation; harness.stats.one_run).", ""]
     for m in estimates:
         if m.grid is None or m.metric not in families(stored):
             continue
@@ -121,10 +123,11 @@ def family_rows(m: MetricEstimates, which: str) -> tuple[list[str], list[list[st
     rows = [[_name(r), str(int(round(r.seeds))) if np.isfinite(r.seeds) else "n/a", effect(r.estimate, r.lo_sim, r.hi_sim),
              *([effect(r.estimate, r.lo, r.hi)] if own else []), f"{num(r.se_seed)} / {num(r.se_test)}"
              + (f" / {num(r.se_search)}" if searched else ""), *([num(r.search_share, ".0%")] if searched else []),
-             num(r.df, ".0f"), *([pval(r.p_family)] if own else []), r.verdict] for r in table.itertuples()]
+             num(r.df, ".0f"), *([pval(r.p_family)] if own else []), num(getattr(r, "p_run", math.nan), ".2f"),
+             r.verdict] for r in table.itertuples()]
     header = ["step", "runs/cell", "Δ [simultaneous]", *(["Δ [own 95%]"] if own else []),
               "se seed / test" + (" / search" if searched else ""), *(["search share"] if searched else []), "df",
-              *(["p (family)"] if own else []), "verdict"]
+              *(["p (family)"] if own else []), "P(run b > run a)", "verdict"]
     return header, rows
 
 

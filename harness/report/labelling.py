@@ -25,6 +25,8 @@ class Comparison:
     rows: list[dict] = field(default_factory=list)  # per shared cell: harness.stats.labelling.compare's result
     chosen: str = ""  # the shared cell with the best validation accuracy of this study
     level: float = 0.95  # of every interval
+    # the other study's kept runs of the shared cells, one row per run and test sentence (`predictions`)
+    predictions: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def compute(stored: Stored, ev: Evidence, summary: pd.DataFrame) -> Comparison:
@@ -60,10 +62,26 @@ def compute(stored: Stored, ev: Evidence, summary: pd.DataFrame) -> Comparison:
     if not out.rows:
         out.why = f"no cell of {folder} has kept runs under the same name as a cell here"
         return out
+    out.predictions = predictions(other, oev, [r["cell"] for r in out.rows], scores)
     val = summary.set_index("cell")["val_mean"] if "val_mean" in summary else pd.Series(dtype=float)
     shared = [r["cell"] for r in out.rows if "clear" in r]
     out.chosen = max(shared, key=lambda c: val.get(c, -1.0)) if shared else ""
     return out
+
+
+def predictions(other: Stored, oev: Evidence, cells: list[str], scores: np.ndarray) -> pd.DataFrame:
+    """The other study's kept runs of `cells` on the shared test sentences, in long form: with this
+    study's tables/predictions.csv.gz (joined on cell, row and seed) the comparison can be recomputed."""
+    rows_of = other.splits.get("test_rows") or list(range(len(oev.labels)))
+    frames = []
+    for cell in cells:
+        c = list(oev.cells["cell"]).index(cell)
+        for s in np.flatnonzero(oev.kept[c]):
+            frames.append(pd.DataFrame({"cell": cell, "seed": int(oev.seeds[s]), "study": other.study.name,
+                                        "row": rows_of, "group": oev.groups, "score": scores,
+                                        "label": oev.labels.astype(int), "pred": oev.pred[c, s].astype(int),
+                                        "correct": oev.Y[c, s].astype(int)}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _not_comparable(stored: Stored, other: Stored, ev: Evidence) -> str:
@@ -126,7 +144,8 @@ def render(comp: Comparison) -> list[str]:
               "accuracies compare directly (a three-class answer of neutral there is wrong); *near-neutral*: the "
               "three-class model's accuracy is its recall of neutral, the binary model's the sign of a near-zero "
               f"rating. Differences: binary minus three-class, {comp.level:.0%} interval with seed variance of both sides and "
-              "test variance clustered by review (Welch-Satterthwaite df).", ""]
+              "test variance clustered by review (Welch-Satterthwaite df). The three-class runs' predictions of every "
+              "sentence are in `tables/labelling_predictions.csv.gz` (this study's in `tables/predictions.csv.gz`).", ""]
     rows = []
     for r in comp.rows:
         c, near = r.get("clear"), r.get("near")

@@ -15,7 +15,7 @@ from harness.report import cells, effects
 from harness.report.frames import Stored
 from harness.report.parts import Parts
 
-SYMBOLS = {"→": r"$\to$", "Δ": r"$\Delta$", "±": r"$\pm$", "×": r"$\times$", "−": "-", "δ": r"$\delta$",
+SYMBOLS = {"→": r"$\to$", "Δ": r"$\Delta$", "±": r"$\pm$", "×": r"$\times$", "−": r"$-$", "δ": r"$\delta$",
            "α": r"$\alpha$", "ρ": r"$\rho$", "…": r"\ldots{}"}
 
 

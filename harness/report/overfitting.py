@@ -1,7 +1,10 @@
 """Section 3: overfitting and early stopping, from the logged validation curves.
 
-Was a late peak real? Each evaluation run's peak is chosen on half of the validation groups and
-tested against the last epoch on the other half (harness.stats.peaks), Holm across the study's runs.
+Was a late peak real? On the test set: each evaluation run is also scored with its last epoch's
+weights, and the last epoch minus the restored one is estimated per cell and pooled, paired per
+example (harness.stats.paired). The detail, on validation: each run's peak is chosen on half of
+the validation groups and tested against the last epoch on the other half (harness.stats.peaks),
+Holm across the study's runs.
 Also: where validation loss bottomed out against where accuracy peaked, the runs that collapsed
 to one class (judged on validation), and early stopping replayed with other patiences, with the
 study's min_delta, saying where a replay cannot tell.
@@ -9,17 +12,20 @@ study's min_delta, saying where a replay cannot tell.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from harness.evidence import Evidence
 from harness.kept import ValidationSet
+from harness.records import decode_classes
 from harness.report import diagnostics
 
-from harness.stats import peaks
-from harness.report.format import label, md_table, num, plural, pval, signed
+from harness.stats import paired, peaks
+from harness.report.format import effect, label, md_table, num, plural, pval, signed
 from harness.report.frames import Stored
 
 LAB = {"n": 200, "before": 0.88, "after": 0.89}  # the lab: 0.88 at the end, 0.89 at epoch 18, 200 validation reviews
@@ -33,9 +39,10 @@ class Overfitting:
     smallest: dict  # the smallest drop the split test could ever call real, after Holm's first step
     val_size: int
     val_groups: int
+    last: dict = dataclasses.field(default_factory=dict)  # last epoch minus restored on the test set (`last_epoch`)
 
 
-def compute(stored: Stored) -> Overfitting:
+def compute(stored: Stored, ev: Evidence | None = None) -> Overfitting:
     train, a = stored.study.train, stored.analysis
     val = ValidationSet.from_splits(stored.splits) if stored.splits.get("val_labels") else None
     rows = pd.DataFrame([diagnostics.run_row(r.to_dict(), train.metric, diagnostics.PATIENCES, train.min_delta, val)
@@ -52,11 +59,87 @@ def compute(stored: Stored) -> Overfitting:
     b_groups = len(set(np.asarray(groups)[~half])) if groups is not None and n else None
     smallest = peaks.smallest_real_change(int((~half).sum()), b_groups, a.alpha / family, two_sided=False) \
         if n else {"net": None, "accuracy": math.nan, "min_p": math.nan}
-    return Overfitting(rows, cells, collapse, smallest | {"family": family, "n_b": int((~half).sum())}, n, g or n)
+    return Overfitting(rows, cells, collapse, smallest | {"family": family, "n_b": int((~half).sum())}, n, g or n,
+                       last_epoch(stored, ev) if ev is not None else {})
+
+
+def last_epoch(stored: Stored, ev: Evidence) -> dict:
+    """Test accuracy with the last epoch's weights minus with the restored epoch's, per cell and pooled.
+
+    Each kept evaluation run's two test evaluations are paired example by example (D = right at
+    the last epoch - right at the restored one); harness.stats.paired gives each cell's mean with
+    its seed and clustered test parts and a pooled mean over the cells (each counts once), all
+    simultaneous. Runs whose record has no last-epoch score (written before it was kept) are left
+    out and counted. {} without a test set.
+    """
+    if ev.source != "test" or not ev.kept.any():
+        return {}
+    a = stored.analysis
+    cells = {c: i for i, c in enumerate(ev.cells["cell"])}
+    seeds = {int(s): j for j, s in enumerate(ev.seeds)}
+    last = np.full(ev.Y.shape, np.nan)
+    peaked = np.zeros(ev.Y.shape[:2], int)
+    for r in stored.evals:
+        c, s = cells.get(r.cell), seeds.get(int(r.seed))
+        if c is None or s is None or not ev.kept[c, s] or len(r.test_last.get("pred", "")) != len(ev.labels):
+            continue
+        last[c, s] = decode_classes(r.test_last["pred"]) == ev.labels
+        peaked[c, s] = int(r.test_last["epoch"] != r.best_epoch)
+    scored = ~np.isnan(last[..., 0]) & ev.kept
+    out = {"kept": int(ev.kept.sum()), "scored": int(scored.sum()), "level": 1 - a.alpha, "delta": a.smallest_effect}
+    if not scored.any():
+        return out
+    table = paired.differences(np.where(scored[..., None], last - ev.Y, np.nan), ev.groups, a.alpha,
+                               a.smallest_effect, pooled=True)
+    index = table["cell"].to_numpy()
+    names = np.array(list(ev.cells["cell"]) + ["pooled"], dtype=object)
+    restored, at_last = _mean_over_runs(np.where(scored[..., None], ev.Y, np.nan)), _mean_over_runs(last)
+    table = table.assign(cell=names[index], peaked=[int(peaked[i].sum()) if i >= 0 else int(peaked.sum())
+                                                    for i in index],
+                         restored=[restored[i] if i >= 0 else math.nan for i in index],
+                         last=[at_last[i] if i >= 0 else math.nan for i in index])
+    return out | {"table": table}
+
+
+def _mean_over_runs(Y: np.ndarray) -> np.ndarray:
+    """(C,) mean over each cell's runs and examples, NaN for a cell without a run."""
+    n = np.isfinite(Y).sum(axis=(1, 2))
+    return np.where(n > 0, np.nansum(Y, axis=(1, 2)) / np.maximum(n, 1), np.nan)
+
+
+def last_epoch_sentence(o: Overfitting) -> str:
+    """The late-peak question on the test set, with power: last epoch minus restored, pooled and per cell."""
+    last = o.last
+    if not last:
+        return ""
+    if "table" not in last:
+        return ("Whether training on to the last epoch instead of stopping at the validation peak changes test "
+                f"accuracy cannot be said for these runs: none of the {last['kept']} kept evaluation runs' records "
+                "holds a test score of its last epoch's weights (they were written before the harness kept one).")
+    t = last["table"]
+    pooled, cells = t[t["cell"] == "pooled"].iloc[0], t[t["cell"] != "pooled"]
+    words = cells["verdict"].str.split(",").str[0].str.split(" ").str[0].value_counts()
+    tally = ", ".join(f"{words[w]} {w}" for w in ("better", "worse", "equivalent", "undecided") if w in words)
+    left = last["kept"] - last["scored"]
+    return (f"Training on to the last epoch instead of stopping at the validation peak changed test accuracy by "
+            f"{effect(pooled['estimate'], pooled['lo_sim'], pooled['hi_sim'])}, {pooled['verdict']} (the mean over "
+            f"the {len(cells)} cells, each counting once, of each run's last-epoch minus restored-epoch accuracy, "
+            f"paired per test example; {last['level']:.0%} simultaneous with the cells' own, seed and clustered test "
+            f"variance; in {int(pooled['peaked'])} of the {last['scored']} runs the restored epoch was not the last); per cell: "
+            f"{tally}"
+            + (f". {plural(left, 'kept run')} without a last-epoch test score (older records) "
+               f"{'is' if left == 1 else 'are'} left out" if left else "") + ".")
 
 
 def late_peak_sentence(o: Overfitting, alpha: float) -> str:
-    """The lab's epoch-18 question, asked of every run, in one sentence."""
+    """The lab's epoch-18 question: on the test set with the grid's power, then per run on validation."""
+    powered = last_epoch_sentence(o)
+    detail = _split_sentence(o, alpha)
+    return f"{powered} The detail, run by run on validation: {detail[0].lower()}{detail[1:]}" if powered else detail
+
+
+def _split_sentence(o: Overfitting, alpha: float) -> str:
+    """Every run's peak tested against its last epoch on validation (the split test), in one sentence."""
     evals = o.runs[(o.runs["role"] == "eval") & o.runs["flag"].isna()]
     if evals.empty or "verdict" not in evals:
         return "No evaluation run logged a validation curve."
@@ -89,8 +172,26 @@ def render(stored: Stored, o: Overfitting) -> list[str]:
     grouped = f"in {o.val_groups} groups" if o.val_groups < o.val_size else "(no groups: each counts as independent)"
     lines += [f"The validation set has {o.val_size} examples {grouped}. " + late_peak_sentence(o, stored.analysis.alpha),
               ""]
-    lines += _cells(o) + _runs(o) + _replay(stored, o)
+    lines += _last(o) + _cells(o) + _runs(o) + _replay(stored, o)
     return lines
+
+
+def _last(o: Overfitting) -> list[str]:
+    """Per cell and pooled: test accuracy with the restored epoch's weights and with the last epoch's."""
+    if "table" not in o.last:
+        return []
+    level = f"{o.last['level']:.0%}"
+    rows = [[label(r.cell) if r.cell != "pooled" else "*pooled (mean over cells)*", str(int(r.runs)), str(int(r.peaked)),
+             num(r.restored), num(r.last), effect(r.estimate, r.lo_sim, r.hi_sim), f"{num(r.se)}", r.verdict]
+            for r in o.last["table"].itertuples()]
+    return ["### Last epoch against the restored one, on the test set", "",
+            "Every evaluation run is scored on the test set twice: with the weights of the epoch early stopping "
+            "restored (the run's result everywhere else) and with the last epoch's, which choose nothing. "
+            "*Last − restored*: the mean over the cell's runs of the per-example difference, with its seed part and "
+            f"its test part clustered by group; simultaneous {level} intervals over the cells and their mean (max-t), "
+            f"verdicts at ±{o.last['delta']:g}. *Not last*: runs whose restored epoch was not their last.", ""] + \
+        md_table(["cell", "runs", "not last", "restored", "last", f"last − restored [sim. {level}]", "se", "verdict"],
+                 rows)
 
 
 def _cells(o: Overfitting) -> list[str]:

@@ -36,8 +36,10 @@ def methods(stored: Stored, notes: dict[str, str]) -> list[str]:
             f"- **Metrics**: accuracy — {notes.get('accuracy', '')}; macro-F1 and ROC-AUC — "
             f"{notes.get('macro-F1', notes.get('ROC-AUC', 'not estimated'))}. Simulation tests of the error rates "
             "and coverages are in tests/test_estimate.py.",
-            "- **Late peaks**: the peak epoch is chosen on half of the validation groups and tested against the last "
-            "epoch on the other half (exact sign-flip test over groups), Holm across runs.",
+            "- **Late peaks**: on the test set, each run's last-epoch weights against its restored epoch's, paired per "
+            "example, per cell and pooled over the cells (seed part plus clustered test part, simultaneous); on "
+            "validation, per run, the peak epoch is chosen on half of the validation groups and tested against the "
+            "last epoch on the other half (exact sign-flip test over groups), Holm across runs.",
             f"- **Methods**: every estimator and test, its sources and the simulations that check it: "
             f"[docs/methods.md]({METHODS}) in the harness's repository.", ""]
 
@@ -84,7 +86,10 @@ def protocol(stored: Stored) -> str:
         name = dict(cell.values).get("grid", "")
         seen.setdefault(_clause(cell.study), name)
     clauses = [(f"grid {name}: " if name else "") + clause for clause, name in seen.items()]
-    return "; ".join(clauses) + f"; each run tested once{sizes}; tuning never sees the test split, nor does the " \
+    last = any(r.test_last for r in stored.evals)
+    tested = ("each run's restored weights tested once, and its last epoch's weights too (declared before any run: "
+              "they choose nothing and serve only the late-peak answer)") if last else "each run tested once"
+    return "; ".join(clauses) + f"; {tested}{sizes}; tuning never sees the test split, nor does the " \
         "choice of which runs count."
 
 

@@ -218,7 +218,8 @@ def _fill(record: RunRecord, out: RunOutput, n_train: int, n_val: int, n_test: i
     record.status, record.history, record.best_epoch = out.status, out.history, out.best_epoch or None
     record.stopped_epoch = len(out.history)
     record.val = {k.removeprefix("val_"): best[k] for k in ("val_loss", "val_accuracy", "val_f1") if k in best}
-    record.test, record.held_test = out.test, out.held_test
+    record.test, record.test_last = out.test, out.test_last
+    record.held_test = out.held_test | ({"last": out.held_last} if out.held_last else {})
     record.train_size, record.val_size, record.test_size = n_train, n_val, n_test
     record.micro_batch, record.oom_retries, record.seconds = out.micro_batch, out.oom_retries, round(out.seconds, 3)
 
@@ -275,10 +276,10 @@ def reusable(tuned: list[RunRecord], seed: int, params: dict) -> RunRecord | Non
 
 def from_trial(tuned: RunRecord) -> RunRecord:
     """The evaluation record of a tuning run (see ``reusable``); its training seconds stay with the trial."""
-    test = tuned.held_test
+    test = {k: v for k, v in tuned.held_test.items() if k != "last"}
     return dataclasses.replace(
         tuned, role="eval", trial=None, retry_of=None, tune_seeds=None, objective=None, held_test={}, test=test,
-        test_size=len(test["pred"]), status=tuned.status,
+        test_last=tuned.held_test.get("last", {}), test_size=len(test["pred"]), status=tuned.status,
         reused_from_trial=tuned.trial, finished=now())
 
 

@@ -29,7 +29,9 @@ class RunOutput:
     best_epoch: int = 0
     status: str = "ok"  # ok | diverged | collapsed | pruned
     test: dict = field(default_factory=dict)
+    test_last: dict = field(default_factory=dict)  # the test set scored with the last epoch's weights (chooses nothing)
     held_test: dict = field(default_factory=dict)  # see train_run's held_rows
+    held_last: dict = field(default_factory=dict)  # held_rows scored with the last epoch's weights
     micro_batch: int = 0  # after any out-of-memory halving
     oom_retries: int = 0
     seconds: float = 0.0
@@ -147,6 +149,10 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
               held_rows: np.ndarray | None = None) -> RunOutput:
     """Train, validate each epoch, stop early, restore the best epoch's weights, test once.
 
+    The test set is also scored with the last epoch's weights (``test_last``), before the best
+    epoch's are restored: the report's late-peak answer compares the two. It chooses nothing, and
+    costs one more test pass only when the best epoch is not the last (else it is ``test``'s).
+
     ``held_rows``: a run that finishes (ok or collapsed) is also scored on these rows, into ``held_test``
     (never into ``test`` or the status): the test score of a tuning run that an evaluation
     run may turn out to repeat (``harness.run.execute.reusable``), scored as ``test`` would be.
@@ -213,18 +219,29 @@ def train_run(model: nn.Module, inputs: Inputs, labels: np.ndarray, train_rows: 
             break
         if waited >= spec.patience:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)  # the best epoch's weights, for the one test evaluation
     restored = restored_row(out.history, out.best_epoch)
     if out.status == "ok" and restored and collapsed(decode_classes(restored["val_pred"])) \
             and len(np.unique(labels[val_rows])) > 1:
         out.status = "collapsed"  # judged on validation: the test set plays no part in which runs count
-    if len(test_rows) and out.status in ("ok", "collapsed"):
-        out.test = score_test(model, inputs, test_rows, labels)
-    if held_rows is not None and len(held_rows) and out.status in ("ok", "collapsed"):
-        out.held_test = score_test(model, inputs, held_rows, labels)
+    finished = out.status in ("ok", "collapsed")
+    scored = [(rows, name) for rows, name in ((test_rows, "test"), (held_rows, "held_test"))
+              if finished and rows is not None and len(rows)]
+    last, at_last = len(out.history), {}
+    if out.best_epoch != last:  # the last epoch's weights are still in the model: score them first
+        at_last = {name: last_scores(score_test(model, inputs, rows, labels), last) for rows, name in scored}
+    if best_state is not None:
+        model.load_state_dict(best_state)  # the best epoch's weights, for the one test evaluation
+    for rows, name in scored:
+        setattr(out, name, score_test(model, inputs, rows, labels))
+    out.test_last = at_last.get("test") or (last_scores(out.test, last) if out.test else {})
+    out.held_last = at_last.get("held_test") or (last_scores(out.held_test, last) if out.held_test else {})
     out.seconds = time.perf_counter() - started
     return out
+
+
+def last_scores(test: dict, epoch: int) -> dict:
+    """What a run keeps of its last epoch's test evaluation: the epoch, metrics and predictions."""
+    return {"epoch": epoch} | {k: test[k] for k in ("loss", "accuracy", "f1", "pred")}
 
 
 def score_test(model: nn.Module, inputs: Inputs, rows: np.ndarray, labels: np.ndarray) -> dict:

@@ -32,6 +32,12 @@ def band_of(scores, edges=NEUTRAL_EDGES, names=NEUTRAL_NAMES) -> np.ndarray:
     return np.asarray(names, dtype=object)[np.searchsorted(np.asarray(edges), np.asarray(scores, float), side="left")]
 
 
+def tied(scores, thresholds) -> np.ndarray:
+    """(N,) whether each score lies exactly on one of the thresholds (its class then rests on the tie
+    rule, harness.data.thresholds; exact float ==, as there: a mean of integer ratings lands on 0 exactly)."""
+    return np.isin(np.asarray(scores, dtype=float), np.asarray(thresholds, dtype=float))
+
+
 def cluster_variance(influence, groups) -> tuple[float, int]:
     """(CR1 variance of a linear statistic sum_i w_i y_i, number of groups), from its per-example
     influence w_i (y_i - its mean): G/(G-1) sum_g (sum_{i in g} influence_i)^2 (Liang & Zeger 1986).

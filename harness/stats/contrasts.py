@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from harness.stats import grid_model, verdicts
+from harness.stats import grid_model, one_run, verdicts
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,9 @@ def family(comp: grid_model.Components, contrasts: list[Contrast], alpha: float 
     seed_var1: the seed variance with one seed per cell (for `power`); verdict, from
     [lo_sim, hi_sim]; seeds_needed, test_multiple: the design that would decide an undecided one, and
     its range over the test part's 90% range (``Y``, ``groups``: the per-example data, for a jackknife of
-    the test part; without them its chi-square range over the groups alone).
+    the test part; without them its chi-square range over the groups alone); p_run: the chance that one
+    run of level_b (one search, one seed) beats one run of level_a (harness.stats.one_run, a normal
+    approximation).
     """
     contrasts = [c for c in contrasts if grid_model.estimable(comp, c.weights)]  # cells that share no seed: left out
     if not contrasts:
@@ -311,7 +313,8 @@ def family_arrays(comp: grid_model.Components, W: np.ndarray, alpha: float = ver
             "df": e.df, "lo": lo, "hi": hi, "p": p, "crit": crit_sim, "lo_sim": lo_sim, "hi_sim": hi_sim,
             "p_family": p_family, "seeds": seeds, "seed_var1": e.var_seed * seeds, "df_seed": e.df_seed,
             "var_seed": e.var_seed, "var_test": e.var_test, "level": level, "cov": e.cov,
-            "se_search": np.sqrt(e.var_search), "search_share": e.search_share, "var_search": e.var_search}
+            "se_search": np.sqrt(e.var_search), "search_share": e.search_share, "var_search": e.var_search,
+            "p_run": one_run.for_contrasts(comp, W, e.estimate, e.var_test)}
 
 
 def _seeds(comp: grid_model.Components, W: np.ndarray) -> np.ndarray:
