@@ -27,7 +27,7 @@ def findings(stored: Stored, parts: Parts) -> list[str]:
     lines = [f"Changes in {where} accuracy from one model of all "
              f"{int(acc.grid.cells['runs'].sum()) if acc.grid is not None else 0} "
              f"kept evaluation runs; each interval is a simultaneous {1 - a.alpha:.0%} interval over all the answers "
-             f"(seed and test-set variance; see *How to read this report*); δ = {a.smallest_effect:g}. "
+             f"({_sources(parts)}; see *How to read this report*); δ = {a.smallest_effect:g}. "
              + search_note(stored, parts) + reach_note(stored, acc), ""]
     if acc.grid is not None:
         lines += [f"- {s}" for s in axis_sentences(stored, acc)]
@@ -52,6 +52,12 @@ def reach_note(stored: Stored, m: MetricEstimates) -> str:
     return (f" With this test set no answer can be called *equivalent* within ±{delta:g}: even with unlimited seeds "
             f"its test part keeps each simultaneous interval at least ±{best:.3f} wide, so ±{best:.3f} is the "
             f"smallest margin it could reach (±{float(floor.median()):.3f} for the median answer).")
+
+
+def _sources(parts: Parts) -> str:
+    """The variance the answers' intervals carry: the searches' too where a cell ran two searches or more."""
+    searches = parts.summary.get("accuracy_searches", pd.Series(dtype=float)).fillna(0)
+    return "seed, search and test-set variance" if (searches >= 2).any() else "seed and test-set variance"
 
 
 def search_note(stored: Stored, parts: Parts) -> str:

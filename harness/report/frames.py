@@ -72,6 +72,10 @@ def read_stored(results: Path, overrides: list[str] | None = None) -> Stored:
     if not records:
         raise HarnessError(f"{results}: no runs.jsonl records (run the study first)")
     if not any(r.role == "eval" for r in records):
+        failed = untuned(records)
+        if failed:
+            raise HarnessError(f"{results}: every search so far is untuned (none of its trials completed, e.g. "
+                               f"{next(iter(failed))[0]}): no evaluation run, nothing to report")
         raise HarnessError(f"{results}: the store has tuning trials but no evaluation run yet: nothing to report")
     axes = axes_of(study)
     records = sorted(records, key=lambda r: sort_key(axes, filled(axes, r.axes)))  # stable within a cell

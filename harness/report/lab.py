@@ -78,11 +78,12 @@ def _forecasts(stored: Stored, ev: Evidence, runs: pd.DataFrame, summary: pd.Dat
 
 
 def test_set(ev: Evidence, part: pd.DataFrame) -> forecast.TestSet | None:
-    """Each run's per-example correctness (rows of `part`, by cell and seed), for the band's test part."""
+    """Each run's per-example correctness (rows of `part`, by cell, search and seed), for the band's test part."""
     cells = {c: i for i, c in enumerate(ev.cells["cell"])}
-    seeds = {int(s): j for j, s in enumerate(ev.seeds)}
-    rows = [ev.Y[cells[c], seeds[int(s)]] if c in cells and int(s) in seeds else None
-            for c, s in zip(part["cell"], part["seed"])]
+    seeds = {(int(r), int(s)): j for j, (r, s) in enumerate(zip(ev.replicates, ev.seeds))}  # a column: (search, seed)
+    searches = part["replicate"] if "replicate" in part else np.zeros(len(part), int)
+    rows = [ev.Y[cells[c], seeds[int(r), int(s)]] if c in cells and (int(r), int(s)) in seeds else None
+            for c, r, s in zip(part["cell"], searches, part["seed"])]
     if not len(ev.labels) or any(r is None or np.isnan(r).any() for r in rows):
         return None  # a run the evidence left out: no test part rather than a wrong one
     return forecast.TestSet(np.stack(rows), ev.groups)

@@ -76,11 +76,11 @@ def last_epoch(stored: Stored, ev: Evidence) -> dict:
         return {}
     a = stored.analysis
     cells = {c: i for i, c in enumerate(ev.cells["cell"])}
-    seeds = {int(s): j for j, s in enumerate(ev.seeds)}
+    seeds = {(int(r), int(s)): j for j, (r, s) in enumerate(zip(ev.replicates, ev.seeds))}  # a column: (search, seed)
     last = np.full(ev.Y.shape, np.nan)
     peaked = np.zeros(ev.Y.shape[:2], int)
     for r in stored.evals:
-        c, s = cells.get(r.cell), seeds.get(int(r.seed))
+        c, s = cells.get(r.cell), seeds.get((int(r.replicate), int(r.seed)))
         if c is None or s is None or not ev.kept[c, s] or len(r.test_last.get("pred", "")) != len(ev.labels):
             continue
         last[c, s] = decode_classes(r.test_last["pred"]) == ev.labels
