@@ -15,7 +15,8 @@ def test_default_grid_is_the_union_of_its_blocks():
         mine = {(c.data_size, c.epochs, c.freeze) for c in cells if c["grid"] == block.name}
         assert mine == {(n, e, f) for n in block.data_sizes for e in block.epochs for f in block.freeze}
     lab = next(c for c in cells if c["grid"] == "lab")
-    assert (lab.study.train.optimizer, lab.study.train.patience, lab.study.seeds.cap) == ("sgd", 20, 20)
+    assert (lab.study.train.optimizer, lab.study.train.patience, lab.study.seeds.cap) == ("sgd", 20, 8)
+    assert (lab.study.search.replicates, lab.study.search.replicate_cap) == (2, 3)
 
 
 def test_a_block_with_settings_of_its_own_names_its_cells(tmp_path):

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.study import load_study
+from harness.study import expand, load_study
 
 STUDIES = sorted((Path(__file__).parents[1] / "studies").glob("*.toml"))
 
@@ -26,15 +26,17 @@ def test_every_shipped_study_loads(path):
 
 
 def test_default_study_meets_the_design_card():
-    """The lab's questions: every data size up to the pool, 20 epochs classifier-only with 10 seeds or more,
-    and unfreezing (classifier only, top 2 blocks, full) with adaptive seeds."""
+    """The lab's questions: every data size up to the pool, 20 epochs classifier-only with 8 runs a cell or more
+    and adaptive seeds, and unfreezing (classifier only, top 2 blocks, full) at two sizes; every cell tuned by
+    two searches or more, so that the searches' luck is in every interval."""
     study = load_study(Path(__file__).parents[1] / "studies/default.toml")
     lab, finetune = study.grid
     assert lab.name == "lab" and "all" in lab.data_sizes and len(lab.data_sizes) >= 4 and 20 in lab.epochs
     assert dict(lab.fixed)["train.optimizer"] == "sgd" and dict(lab.fixed)["train.schedule"] == "constant"
-    assert len(lab.seeds.evaluate) >= 10 and lab.freeze == ("all",)
-    assert {"all", 0} <= set(finetune.freeze) and len(finetune.freeze) >= 3 and len(finetune.data_sizes) >= 3
-    assert finetune.seeds.adaptive and lab.seeds.adaptive and study.search.trials >= 2
+    assert len(lab.seeds.evaluate) * dict(lab.fixed)["search.replicates"] >= 8 and lab.freeze == ("all",)
+    assert {"all", 0} <= set(finetune.freeze) and len(finetune.freeze) >= 3 and len(finetune.data_sizes) >= 2
+    assert lab.seeds.adaptive and study.search.trials >= 2 and dict(finetune.fixed)["search.trials"] >= 2
+    assert all(c.study.search.replicates >= 2 for c in expand(study))
 
 
 def test_defaults_follow_the_mlu_review_schema(tmp_path):
