@@ -40,7 +40,9 @@ def test_same_study_and_seeds_give_identical_records(tmp_path):
     study = load_study(SMOKE, SMALL)
     first, second = (without_timing(run_study(study, str(SMOKE), Results(tmp_path / name), Display(enabled=False)))
                      for name in ("first", "second"))
-    assert len(first) == 2 * (2 + 2)  # 2 cells x (2 trials + 2 evaluation seeds)
+    for cell in {r["cell"] for r in first}:  # 2 trials (up to 4 when both failed) and 2 evaluation seeds a cell
+        mine = [r["role"] for r in first if r["cell"] == cell]
+        assert 2 <= mine.count("tune") <= 4 and mine.count("eval") in (0, 2), (cell, mine)
     assert first == second  # metrics, histories, per-example predictions, tuned parameters
     evals = [r for r in first if r["role"] == "eval" and r["status"] == "ok"]
     assert evals, "no evaluation run finished ok"

@@ -43,8 +43,8 @@ MODELS = {"builtin:all-MiniLM-L6-v2": {
 def default_cell(parts: Parts) -> str | None:
     """The cell ``harness export`` takes when none is named: the one rule, in one place.
 
-    Now: the cell with the best mean validation accuracy (the report's ``best_cell``; the test set
-    plays no part). None when no cell has a kept run.
+    The report's chosen cell (``best_cell``): of the cells validation cannot tell from the best, the
+    cheapest by the cost model; the test set plays no part. None when no cell has a kept run.
     """
     return best_cell(parts.summary)
 
