@@ -266,6 +266,22 @@ class Results:
         finally:
             os.close(fd)
 
+    def check_free(self) -> None:
+        """Refuse now, before anything is logged, when another run or a worker holds the folder (see ``hold``)."""
+        if not self.dir.is_dir():
+            return
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            raise HarnessError(f"results directory {self.dir}: in use by {self.holder()}; wait for it to "
+                               "finish or use --results for another directory") from None
+        finally:
+            os.close(fd)
+
     def holder(self) -> str:
         """Who holds the folder, from the last session in the manifest."""
         sessions = (self.manifest() or {}).get("sessions") or [{}]

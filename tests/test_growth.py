@@ -13,7 +13,9 @@ from toy import ROOT, env
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["data.max_rows=600", "model.max_length=32", "search.trials=1", "grid.epochs=[2]"]
+# fixed parameters: a 1-trial search on 64 sentences may collapse, be retried and end untuned, which is
+# not what this file tests
+SMALL = ["data.max_rows=600", "model.max_length=32", "search.trials=0", "grid.epochs=[2]"]
 
 
 def run(results, sets: list[str], *extra: str) -> subprocess.CompletedProcess:
@@ -27,16 +29,16 @@ def test_adding_a_data_size_to_the_finished_smoke_study_trains_only_that_sizes_c
     results = tmp_path / "smoke"
     assert run(results, SMALL).returncode == 0
     before = (results / "runs.jsonl").read_bytes()
-    assert len(before.splitlines()) == 4 * (1 + 2)  # 4 cells: 1 tuning trial and 2 evaluation seeds each
+    assert len(before.splitlines()) == 4 * 2  # 4 cells: 2 evaluation seeds each
     grown = run(results, SMALL + ["grid.data_sizes=[64, 128, 256]"])
     assert grown.returncode == 0, grown.stderr[-3000:]
     after = (results / "runs.jsonl").read_bytes()
     assert after.startswith(before)  # every stored run kept as it was
     new = [json.loads(line) for line in after[len(before):].splitlines()]
-    assert len(new) == 2 * (1 + 2) and {r["cell"] for r in new} == {"n=256|ep=2|freeze=all", "n=256|ep=2|freeze=5"}
+    assert len(new) == 2 * 2 and {r["cell"] for r in new} == {"n=256|ep=2|freeze=all", "n=256|ep=2|freeze=5"}
     manifest = json.loads((results / "manifest.json").read_text())
     assert [h["study"]["grid"][0]["data_sizes"] for h in manifest["history"]] == [[64, 128], [64, 128, 256]]
-    assert "plan: 6 cells (4 done): 2 tuning trainings and 4 evaluation runs" in grown.stderr
+    assert "plan: 6 cells (4 done): 0 tuning trainings and 4 evaluation runs" in grown.stderr
 
     snapshot = {p.name: p.read_bytes() for p in results.iterdir() if p.is_file()}
     refused = run(results, SMALL + ["grid.data_sizes=[64, 128, 256]", "train.patience=3"])
@@ -48,7 +50,7 @@ def test_adding_a_data_size_to_the_finished_smoke_study_trains_only_that_sizes_c
 
 def test_a_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     results = tmp_path / "smoke"
-    done = run(results, SMALL, "--dry-run")
+    done = run(results, SMALL + ["search.trials=1"], "--dry-run")
     assert done.returncode == 0, done.stderr[-3000:]
     assert not results.exists()
     plan = next(line for line in done.stderr.splitlines() if "plan:" in line)

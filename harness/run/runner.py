@@ -95,6 +95,7 @@ def check_size(dataset, cell: Cell) -> None:
 def run_study(study: Study, study_file: str, results: Results, display: Display,
               dry_run: bool = False) -> list[RunRecord]:
     """Train what the store lacks of ``study``; ``dry_run``: print the plan and stop, writing nothing."""
+    results.check_free()  # a folder another run holds: one line, before the data is even read
     ctx = check_inputs(study, results, display)  # bad input stops here, before a byte is written
     log_data(ctx)
     show_plan(ctx, results, measured=dry_run or None, detail=dry_run)
