@@ -277,8 +277,8 @@ def add_model_commands(commands) -> None:
                     "tokenizer) with a model card (README.md).")
     export.add_argument("results", help="a study's results directory, e.g. results/smoke")
     export.add_argument("--out", required=True, help="the directory to write (new or empty)")
-    export.add_argument("--cell", help="the cell's id, e.g. 'n=128|ep=3|freeze=5' (default: the best cell by "
-                                       "validation accuracy)")
+    export.add_argument("--cell", help="the cell's id, e.g. 'n=128|ep=3|freeze=5' (default: the report's chosen "
+                                       "cell, the cheapest of those validation cannot tell from the best)")
     export.add_argument("--seed", type=int, help="its evaluation seed (default: the cell's first kept seed)")
     export.add_argument("--search", type=int, default=1, metavar="R",
                         help="which of the cell's searches (1, 2, ...; default 1) when it ran several")

@@ -255,13 +255,7 @@ class Results:
         except OSError as exc:
             raise HarnessError(f"results directory {self.dir}: cannot be used ({exc.strerror})") from None
         try:
-            try:
-                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                raise HarnessError(f"results directory {self.dir}: in use by {self.holder()}; wait for it to "
-                                   "finish or use --results for another directory") from None
+            self._lock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield
         finally:
             os.close(fd)
@@ -272,15 +266,20 @@ class Results:
             return
         fd = os.open(self.dir, os.O_RDONLY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._lock(fd, fcntl.LOCK_EX)
             fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _lock(self, fd: int, kind: int) -> None:
+        """flock without waiting; one line naming the holder when another process has the folder."""
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise
             raise HarnessError(f"results directory {self.dir}: in use by {self.holder()}; wait for it to "
                                "finish or use --results for another directory") from None
-        finally:
-            os.close(fd)
 
     def holder(self) -> str:
         """Who holds the folder, from the last session in the manifest."""
